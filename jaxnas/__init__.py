@@ -1,0 +1,1 @@
+"""jaxnas: functional neural architecture search in JAX."""

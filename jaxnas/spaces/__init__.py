@@ -1,0 +1,72 @@
+"""Search spaces: static configuration plus pure ``sample`` / ``mutate`` functions.
+
+``get(name, **config)`` builds a registered space; ``names()`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from jaxnas.spaces._base import Space
+from jaxnas.spaces._chain import ChainSpace, chain_arch
+from jaxnas.spaces._dag import DagSpace, NasBench101Space
+from jaxnas.spaces._nasbench201 import NasBench201Space
+
+NB101_OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
+DENSE_CELL_OPS = ("dense-relu", "dense-tanh", "skip", "zero")
+
+
+def nasbench101(max_nodes: int = 7, max_edges: int = 9) -> Space:
+    """NAS-Bench-101: at most 7 nodes and 9 edges, three ops on nodes."""
+    return NasBench101Space("nasbench101", max_nodes, NB101_OPS, max_edges)
+
+
+def nasbench201() -> Space:
+    """NAS-Bench-201: a 4-node cell, 5 ops on each of its 6 edges."""
+    return NasBench201Space()
+
+
+def mlp(widths: Sequence[int] = (32, 64, 128),
+        activations: Sequence[str] = ("relu", "tanh", "gelu"),
+        max_layers: int = 4) -> Space:
+    """Chains of 1..max_layers dense layers; each layer picks a width and an activation."""
+    ops = tuple(f"dense{w}-{a}" for w in widths for a in activations)
+    return ChainSpace("mlp", max_layers + 2, ops, max_layers + 1)
+
+
+def dag(ops: Sequence[str] = DENSE_CELL_OPS, max_nodes: int = 8,
+        max_edges: int | None = None, name: str = "dag") -> Space:
+    """A generic DAG cell over the ops the user names (default: the dense cell)."""
+    if max_nodes < 2:
+        raise ValueError(f"max_nodes must be at least 2; got {max_nodes}")
+    if not ops:
+        raise ValueError("a dag space needs at least one op")
+    limit = max_nodes * (max_nodes - 1) // 2
+    return DagSpace(name, max_nodes, tuple(ops), limit if max_edges is None else max_edges)
+
+
+_REGISTRY: dict[str, Callable[..., Space]] = {
+    "nasbench101": nasbench101,
+    "nasbench201": nasbench201,
+    "mlp": mlp,
+    "dag": dag,
+}
+
+
+def names() -> list[str]:
+    """Names of the registered spaces."""
+    return list(_REGISTRY)
+
+
+def get(name: str, **config) -> Space:
+    """Builds the space registered under ``name`` with optional configuration."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown space {name!r}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name](**config)
+
+
+__all__ = [
+    "ChainSpace", "DagSpace", "NasBench101Space", "NasBench201Space", "Space",
+    "chain_arch", "dag", "get", "mlp", "nasbench101", "nasbench201", "names",
+    "NB101_OPS", "DENSE_CELL_OPS",
+]

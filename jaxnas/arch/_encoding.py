@@ -105,7 +105,8 @@ def validate(arch: Arch, *, num_ops: int, max_nodes: int | None = None,
     if max_nodes is not None and n != max_nodes:
         raise ArchError(f"this space uses {max_nodes} padded nodes; got {n}")
     if not np.isin(adj, (0, 1)).all():
-        raise ArchError(f"adjacency entries must be 0 or 1; found {sorted(set(adj.ravel()) - {0, 1})[:3]}")
+        found = sorted(set(adj.ravel().tolist()) - {0, 1})[:3]
+        raise ArchError(f"adjacency entries must be 0 or 1; found {found}")
     lower = np.argwhere(np.tril(adj) != 0)
     if len(lower):
         i, j = lower[0]

@@ -71,7 +71,9 @@ class Space(abc.ABC):
     def validate(self, arch: Arch) -> None:
         """Raises ArchError naming the first problem of one architecture."""
         if arch.ops.ndim != 1:
-            raise enc.ArchError(f"expected one architecture; got a batch of shape {arch.batch_shape}")
+            raise enc.ArchError(
+                f"expected one architecture; got a batch of shape {arch.batch_shape}"
+            )
         enc.validate(arch, num_ops=self.num_ops, max_nodes=self.max_nodes,
                      max_edges=self.max_edges)
 

@@ -8,7 +8,7 @@ import pytest
 
 from jaxnas import spaces
 from jaxnas.arch import INPUT, NB101_OPS, OUTPUT, Arch, canonical_hash, nb101_hash, nb101_prune
-from jaxnas.spaces._count import count, enumerate_nb201, full_dag_codes
+from jaxnas.spaces._count import count, full_dag_codes
 
 
 def _dag_space(max_nodes=7, num_ops=3, max_edges=9, name="nasbench101"):
@@ -86,12 +86,11 @@ def test_nasbench101_published_total():
 
 
 def test_nasbench201_count():
-    assert count(SimpleNamespace(name="nasbench201", max_nodes=8, num_ops=5, max_edges=10,
-                                 op_names=())) == (15_625, 6_466)
+    assert count(spaces.nasbench201()) == (15_625, 6_466)
 
 
 def test_enumerate_nb201():
-    cells = enumerate_nb201()
+    cells = spaces.nasbench201().enumerate()
     assert cells.adj.shape == (15_625, 8, 8) and cells.ops.shape == (15_625, 8)
     assert cells.adj.dtype == np.int8 and cells.ops.dtype == np.int32
     assert len({row.tobytes() for row in cells.ops}) == 15_625

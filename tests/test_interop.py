@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
+from jaxnas import spaces
 from jaxnas.arch import (
     INPUT,
     NB101_OPS,
@@ -26,7 +27,6 @@ from jaxnas.arch import (
     nb201_unique_str,
     validate,
 )
-from jaxnas.spaces._count import enumerate_nb201
 
 CONV3, CONV1, POOL = NB101_OPS
 
@@ -263,7 +263,7 @@ def test_nb201_layout():
 
 
 def test_nb201_round_trip_for_every_cell():
-    cells = enumerate_nb201()
+    cells = spaces.nasbench201().enumerate()
     strings = set()
     for index in range(len(cells)):
         arch = Arch(adj=cells.adj[index], ops=cells.ops[index])
@@ -277,7 +277,7 @@ def test_nb201_round_trip_for_every_cell():
 
 
 def test_nb201_unique_strings():
-    cells = enumerate_nb201()
+    cells = spaces.nasbench201().enumerate()
     keys = {nb201_unique_str(Arch(adj=cells.adj[i], ops=cells.ops[i])) for i in range(len(cells))}
     assert len(keys) == 6_466
 

@@ -17,26 +17,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxnas.arch._encoding import INPUT, OUTPUT, Arch
-from jaxnas.arch._nasbench201 import NB201_ADJ, NB201_OPS, nb201_unique_str
+from jaxnas.arch._encoding import Arch
+from jaxnas.arch._nasbench201 import nb201_unique_str
 from jaxnas.spaces._chain import ChainSpace
 
 _MAX_COUNT_NODES = 8  # all n * n adjacency bits must fit one uint64 code
 _BLOCK = 1 << 16  # DAGs handled at once, to bound memory
-
-
-def enumerate_nb201() -> Arch:
-    """All 15,625 NAS-Bench-201 cells as one numpy population.
-
-    Returns:
-      Arch with adj (15625, 8, 8) int8 (``NB201_ADJ``) and ops (15625, 8) int32;
-      the first edge's op varies slowest.
-    """
-    inner = np.array(list(itertools.product(range(len(NB201_OPS)), repeat=6)), np.int32)
-    ops = np.empty((len(inner), 8), np.int32)
-    ops[:, 0], ops[:, -1], ops[:, 1:7] = INPUT, OUTPUT, inner
-    adj = np.broadcast_to(NB201_ADJ, (len(inner), 8, 8)).copy()
-    return Arch(adj=adj, ops=ops)
 
 
 def count(space, max_nodes: int | None = None) -> tuple[int, int]:
@@ -77,7 +63,7 @@ def count(space, max_nodes: int | None = None) -> tuple[int, int]:
     if space.name == "nasbench201":
         if max_nodes is not None:
             raise ValueError("nasbench201 has a fixed cell; max_nodes does not apply")
-        return _count_nb201()
+        return _count_nb201(space)
     if isinstance(space, ChainSpace):
         if max_nodes is not None:
             raise ValueError("a chain space counts all its depths; max_nodes does not apply")
@@ -105,8 +91,8 @@ def count(space, max_nodes: int | None = None) -> tuple[int, int]:
     return valid, unique
 
 
-def _count_nb201() -> tuple[int, int]:
-    cells = enumerate_nb201()
+def _count_nb201(space) -> tuple[int, int]:
+    cells = space.enumerate()
     keys = {nb201_unique_str(Arch(adj=cells.adj[i], ops=cells.ops[i])) for i in range(len(cells))}
     return len(cells), len(keys)
 

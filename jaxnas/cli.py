@@ -1,0 +1,279 @@
+"""The ``jaxnas`` command: a thin layer over the Python API.
+
+Every user mistake ends with one line on stderr and exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from jaxnas import spaces
+from jaxnas.arch import ArchError, from_json
+from jaxnas.data import DataError
+
+
+class UsageError(Exception):
+    """A user mistake the CLI reports in one line (exit code 2)."""
+
+
+def _space_count(args: argparse.Namespace) -> None:
+    from jaxnas.spaces._count import count
+
+    space = spaces.get(args.space)
+    if args.max_nodes is not None and not 2 <= args.max_nodes <= space.max_nodes:
+        raise UsageError(f"--max-nodes must be between 2 and {space.max_nodes} for {space.name}")
+    valid, unique = count(space, args.max_nodes)
+    if args.json:
+        print(json.dumps({"space": space.name, "valid": valid, "unique": unique}))
+    else:
+        nodes = args.max_nodes or space.max_nodes
+        print(f"{space.name} (at most {nodes} nodes, {space.max_edges} edges, "
+              f"{space.num_ops} ops): {valid:,} valid architectures, {unique:,} unique")
+
+
+def read_arch_file(path: str):
+    """Reads an architecture JSON file (as written by ``jaxnas search``).
+
+    Returns:
+      (space or None when the file names none, the Arch, its op names).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        obj = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(obj, dict) or "nodes" not in obj:
+        raise UsageError(f"{path}: not an architecture file (expected keys 'nodes', 'edges')")
+    space_name = obj.get("space")
+    if space_name is None:
+        reserved = {"input", "output", "pad"}
+        names = tuple(dict.fromkeys(n for n in obj["nodes"] if n not in reserved))
+        return None, from_json(obj, names), names
+    space = spaces.get(space_name, **obj.get("space_config", {}))
+    arch = from_json(obj, space.op_names)
+    space.validate(arch)
+    return space, arch, space.op_names
+
+
+def describe(arch, op_names) -> str:
+    """A few readable lines: one per live node with its op and inputs."""
+    import numpy as np
+
+    from jaxnas.arch import PAD
+
+    adj, ops = np.asarray(arch.adj), np.asarray(arch.ops)
+    lines = []
+    for node, op in enumerate(ops.tolist()):
+        if op == PAD:
+            continue
+        name = "input" if node == 0 else "output" if node == len(ops) - 1 else op_names[op]
+        inputs = np.flatnonzero(adj[:, node]).tolist()
+        source = f" <- {', '.join(map(str, inputs))}" if inputs else ""
+        lines.append(f"  node {node}: {name}{source}")
+    edges = int(adj.sum())
+    live = int((ops >= 0).sum())
+    return f"{live} compute nodes, {edges} edges\n" + "\n".join(lines)
+
+
+def _space_show(args: argparse.Namespace) -> None:
+    space, arch, op_names = read_arch_file(args.file)
+    if space is None:
+        print(f"architecture with {arch.num_nodes} padded nodes")
+    else:
+        print(f"{space.name} architecture, hash {space.canonical_hash(arch)}")
+    print(describe(arch, op_names))
+
+
+class _Progress:
+    """One updating line on a terminal, one plain line per generation otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, p: dict) -> None:
+        if self.quiet:
+            return
+        left = ("" if p["minutes_left"] is None
+                else f" | {p['minutes_left']:.1f} min left")
+        line = (f"gen {p['generation']:3d} | evals {p['evaluations']}/{p['budget_evals']} | "
+                f"{p['evals_per_s']:.2f} evals/s | best val loss {p['best_val_loss']:.4f} "
+                f"acc {p['best_val_acc']:.3f}{left}")
+        if self.tty:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            print(file=sys.stderr)
+
+
+def _search(args: argparse.Namespace) -> None:
+    from jaxnas.search import SearchError, search
+
+    if args.resume is not None and args.out is not None:
+        raise UsageError("give either --out (a new run) or --resume (an existing run)")
+    options = {key: getattr(args, key) for key in (
+        "population", "generations", "budget_minutes", "steps", "batch_size", "optimizer",
+        "width", "objective", "final_steps") if getattr(args, key) is not None}
+    if args.lr is not None:
+        options["learning_rate"] = args.lr
+    if args.resume is not None and (options or args.space or args.strategy or args.dataset):
+        raise UsageError("--resume continues a run with its own settings; give no other options")
+    progress = _Progress(args.quiet)
+    try:
+        result = search(
+            space=args.space or "nasbench101", strategy=args.strategy or "evolution",
+            data=args.dataset or "digits",
+            budget=args.budget_evals if args.budget_evals is not None else 96,
+            seed=args.seed, out=args.out or args.resume, resume=args.resume is not None,
+            progress=progress, **options)
+    except SearchError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        progress.close()
+    print(result.summary())
+
+
+def _report(args: argparse.Namespace) -> None:
+    from jaxnas.search import SearchError, read_log, write_plots
+
+    try:
+        records = read_log(args.dir)
+    except SearchError as error:
+        raise UsageError(str(error)) from None
+    if not records:
+        raise UsageError(f"{args.dir} has no evaluations yet")
+    ranked = sorted(records, key=lambda r: (r.val_loss, r.hash))[:args.top]
+    print(f"{'rank':>4}  {'hash':12}  {'val_loss':>8}  {'val_acc':>7}  {'params':>9}  "
+          f"{'FLOPs':>11}  {'steps':>5}  architecture")
+    for rank, r in enumerate(ranked, 1):
+        nodes = [n for n in r.arch["nodes"][1:-1] if n != "pad"]
+        summary = f"{len(nodes)} nodes, {len(r.arch['edges'])} edges: {', '.join(nodes)}"
+        print(f"{rank:>4}  {r.hash[:12]}  {r.val_loss:8.4f}  {r.val_acc:7.4f}  {r.params:9,}  "
+              f"{r.flops:11,}  {r.steps:5}  {summary}")
+    result = Path(args.dir) / "result.json"
+    if result.is_file():
+        summary = json.loads(result.read_text())
+        print(f"retrained best: test accuracy {summary['test_accuracy']:.4f}")
+    for path in write_plots(Path(args.dir), records):
+        print(f"plot: {path}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from jaxnas.search import SearchError, load
+
+    try:
+        predictor = load(args.dir)
+    except SearchError as error:
+        raise UsageError(str(error)) from None
+    try:
+        import torch
+    except ImportError:
+        raise UsageError("exporting to PyTorch needs torch (pip install 'jaxnas[benchmarks]')") \
+            from None
+    from jaxnas.nn import torch_state_dict
+
+    arrays = torch_state_dict(predictor.model, predictor.params, predictor.arch)
+    target = Path(args.torch)
+    tmp = target.with_name(f".{target.name}.tmp")
+    torch.save({name: torch.from_numpy(value) for name, value in arrays.items()}, tmp)
+    tmp.replace(target)
+    print(f"wrote {len(arrays)} tensors to {target}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxnas",
+        description="Neural architecture search in JAX: whole populations trained as one program.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    space = commands.add_parser("space", help="inspect search spaces and architectures")
+    space_commands = space.add_subparsers(dest="space_command", required=True)
+    count = space_commands.add_parser(
+        "count", help="count the valid and unique architectures of a space")
+    count.add_argument("space", choices=spaces.names())
+    count.add_argument("--max-nodes", type=int, default=None,
+                       help="count architectures with at most this many nodes")
+    count.add_argument("--json", action="store_true", help="print one JSON line")
+    count.set_defaults(run=_space_count)
+    show = space_commands.add_parser("show", help="print an architecture JSON file as text")
+    show.add_argument("file", help="architecture JSON file (e.g. RUN/best/arch.json)")
+    show.set_defaults(run=_space_show)
+
+    from jaxnas import strategies
+
+    run = commands.add_parser(
+        "search", help="run a search (default: evolution over nasbench101 cells on digits)",
+        description="Search architectures, retrain the best on train+val and test it once.")
+    run.add_argument("--dataset", help="digits (default), mnist1d or PATH.npz with x, y "
+                     "(optionally x_test, y_test)")
+    run.add_argument("--space", choices=spaces.names(), help="search space (default nasbench101)")
+    run.add_argument("--strategy", choices=strategies.names(),
+                     help="search strategy (default evolution)")
+    run.add_argument("--population", type=_positive_int, help="architectures per generation")
+    run.add_argument("--generations", type=_positive_int, help="stop after this many generations")
+    run.add_argument("--budget-evals", type=_positive_int,
+                     help="stop after this many unique evaluations (default 96)")
+    run.add_argument("--budget-minutes", type=float, help="stop after this many minutes")
+    run.add_argument("--steps", type=_positive_int, help="training steps per candidate")
+    run.add_argument("--batch-size", type=_positive_int, help="training minibatch size")
+    run.add_argument("--lr", type=float, help="learning rate")
+    run.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
+    run.add_argument("--width", type=_positive_int, help="cell width (channels or units)")
+    run.add_argument("--final-steps", type=_positive_int,
+                     help="training steps when retraining the best on train+val")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--objective", choices=("loss", "loss+params", "loss+flops"))
+    run.add_argument("--out", help="new run directory for the log, checkpoint, plots and model")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.set_defaults(run=_search)
+
+    report = commands.add_parser("report", help="top architectures of a run, and its plots")
+    report.add_argument("dir")
+    report.add_argument("--top", type=_positive_int, default=10)
+    report.set_defaults(run=_report)
+
+    export = commands.add_parser("export", help="export the best model of a run")
+    export.add_argument("dir")
+    export.add_argument("--torch", required=True, metavar="FILE",
+                        help="write a PyTorch state dict for benchmarks.twin.SeedModule")
+    export.set_defaults(run=_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (UsageError, ArchError, DataError) as error:
+        print(f"jaxnas: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from jaxnas.search import SearchInterrupted
+
+        if isinstance(error, SearchInterrupted):
+            print(f"jaxnas: {error}", file=sys.stderr)
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

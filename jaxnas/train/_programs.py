@@ -1,0 +1,394 @@
+"""The compiled whole-population programs behind ``make_train``.
+
+Every program shards the population axis over a 1-D device mesh with ``shard_map``
+(candidates never communicate, so each device runs its share alone). A training
+program walks its share as a ``lax.map`` over chunks; each chunk runs every optimiser
+step in a ``lax.scan`` over its candidates in ``vmap`` and ends with a vectorised
+validation pass. Programs are cached per (space, static config, layout, devices) and
+jit caches them per data shapes; architectures, keys and swept numbers are traced.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as Spec
+
+from jaxnas.arch._encoding import Arch
+from jaxnas.nn import Model, ModelConfig, make_model
+from jaxnas.spaces import Space
+from jaxnas.train._config import Hyperparams, TrainConfig, make_optimizer
+from jaxnas.train._layout import PopulationLayout
+
+AXIS = "population"
+KEY_IMPL = "threefry2x32"
+
+
+class TrainState(NamedTuple):
+    """Everything a later ``train(..., state=state)`` call continues from.
+
+    Attributes:
+      params: model parameters, every leaf with leading axis P.
+      opt_state: optax state, every leaf with leading axis P.
+      batch_key: (P, 2) uint32 raw threefry key data of the minibatch order (rows all
+        equal with shared batches). Raw data, not a typed key: the order is meant to be
+        re-derived (``fold_in`` per epoch) by every later call.
+      diverged: (P,) bool, a training loss was NaN or infinite at some step.
+      step: () int32, optimiser steps done so far (the schedule's position).
+    """
+
+    params: Any
+    opt_state: Any
+    batch_key: jax.Array
+    diverged: jax.Array
+    step: jax.Array
+
+
+@functools.lru_cache(maxsize=16)
+def mesh_of(devices: tuple[jax.Device, ...]) -> jax.sharding.Mesh:
+    """The 1-D mesh whose only axis carries the population."""
+    return jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+
+
+@functools.lru_cache(maxsize=32)
+def model_of(space: Space, input_shape: tuple[int, ...], num_classes: int,
+             config: ModelConfig) -> Model:
+    return make_model(space, input_shape, num_classes, config)
+
+
+def loss_fn(model: Model, params: Any, arch: Arch, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean cross-entropy of one architecture on a batch x (B, ...), y (B,)."""
+    logits = model.apply(params, arch, x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def batch_indices(key: jax.Array, start: jax.Array, steps: int, num_examples: int,
+                  batch_size: int) -> jax.Array:
+    """(steps, batch_size) int32 example indices of global steps start..start+steps-1.
+
+    Epoch e is the permutation drawn from ``fold_in(key, e)``; step t takes the
+    (t mod steps_per_epoch)-th slice of epoch t // steps_per_epoch (the remainder of an
+    epoch is dropped). The order depends only on (key, t), so a run continued over
+    several calls sees the same minibatches as one long run.
+    """
+    per_epoch = num_examples // batch_size
+    first_epoch = start // per_epoch
+    # A window of `steps` consecutive steps touches at most this many epochs.
+    num_epochs = (steps - 1) // per_epoch + 2
+    epochs = first_epoch + jnp.arange(num_epochs)
+
+    def permutation(epoch):
+        # One sort of random bits (a stable argsort, so ties still give a permutation)
+        # compiles far smaller than jax.random.permutation's repeated shuffles.
+        bits = jax.random.bits(jax.random.fold_in(key, epoch), (num_examples,), jnp.uint32)
+        return jnp.argsort(bits)
+
+    perms = jax.vmap(permutation)(epochs)
+    step = start + jnp.arange(steps)
+    rows = (step // per_epoch - first_epoch)[:, None]
+    cols = ((step % per_epoch) * batch_size)[:, None] + jnp.arange(batch_size)[None, :]
+    return perms[rows, cols].astype(jnp.int32)
+
+
+def eval_batches(x: jax.Array, y: jax.Array, eval_batch_size: int):
+    """Splits a split into equal batches: x (nb, eb, ...), y (nb, eb), weight (nb, eb)."""
+    n = x.shape[0]
+    size = min(eval_batch_size, n)
+    count = -(-n // size)
+    extra = count * size - n
+    x = jnp.pad(x, [(0, extra)] + [(0, 0)] * (x.ndim - 1))
+    y = jnp.pad(y, (0, extra))
+    weight = (jnp.arange(count * size) < n).astype(jnp.float32)
+    return (x.reshape(count, size, *x.shape[1:]), y.reshape(count, size),
+            weight.reshape(count, size))
+
+
+def validate(model: Model, params: Any, archs: Arch, x_batches: jax.Array,
+             y_batches: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy and accuracy, each (C,), of C candidates over ``eval_batches``."""
+
+    def one(params, arch, x, y):
+        logits = model.apply(params, arch, x)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        return loss, (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+
+    def body(totals, batch):
+        x, y, weight = batch
+        loss, correct = jax.vmap(one, (0, 0, None, None))(params, archs, x, y)
+        # Padding rows may hold any value; `where` keeps them out even if not finite.
+        loss = jnp.where(weight[None, :] > 0, loss, 0.0).sum(-1)
+        correct = (correct * weight[None, :]).sum(-1)
+        return (totals[0] + loss, totals[1] + correct), None
+
+    zeros = jnp.zeros(archs.ops.shape[:1], jnp.float32)
+    (loss, correct), _ = jax.lax.scan(body, (zeros, zeros), (x_batches, y_batches, weights))
+    total = weights.sum()
+    return loss / total, correct / total
+
+
+def _zero_hyper() -> Hyperparams:
+    zero = jnp.zeros((), jnp.float32)
+    return Hyperparams(zero, zero, zero)
+
+
+def _candidate_keys(init_key_data: jax.Array, batch_key_data: jax.Array,
+                    shared_batches: bool) -> tuple[jax.Array, jax.Array]:
+    """(C,) typed initialisation keys and (C, 2) raw minibatch key data of C candidates.
+
+    Args:
+      init_key_data: (C, 2) uint32 raw key data, one per candidate.
+      batch_key_data: (2,) uint32 raw key data of the minibatch order.
+      shared_batches: every candidate gets the same minibatch key (else fold_in(key, i)).
+    """
+    init_keys = jax.random.wrap_key_data(init_key_data, impl=KEY_IMPL)
+    size = init_key_data.shape[0]
+    if shared_batches:
+        batch_keys = jnp.broadcast_to(batch_key_data, (size, 2))
+    else:
+        batch_key = jax.random.wrap_key_data(batch_key_data, impl=KEY_IMPL)
+        batch_keys = jax.random.key_data(
+            jax.vmap(jax.random.fold_in, (None, 0))(batch_key, jnp.arange(size)))
+    return init_keys, batch_keys
+
+
+def _init_candidates(model: Model, optimizer: str, init_keys: jax.Array, batch_keys: jax.Array):
+    """Fresh (params, opt_state, batch_keys, diverged) of C candidates from their keys."""
+    params = jax.vmap(model.init)(init_keys)
+    opt = make_optimizer(TrainConfig(optimizer=optimizer), _zero_hyper(),
+                         jnp.zeros((), jnp.int32))
+    opt_state = jax.vmap(opt.init)(params)
+    return params, opt_state, batch_keys, jnp.zeros(init_keys.shape, bool)
+
+
+def _shard(fn, mesh, in_specs, out_specs):
+    # Candidates never communicate; the model's loops start from unvarying constants,
+    # which shard_map's varying-axis check would reject.
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                         check_vma=False)
+
+
+@functools.lru_cache(maxsize=64)
+def init_program(space: Space, model_config: ModelConfig, optimizer: str, shared_batches: bool,
+                 input_shape: tuple[int, ...], num_classes: int,
+                 devices: tuple[jax.Device, ...], size: int):
+    """Jitted (init key data (size, 2), batch key data (2,)) -> fresh padded TrainState."""
+    model = model_of(space, input_shape, num_classes, model_config)
+    mesh = mesh_of(devices)
+    by_candidate = Spec(AXIS)
+
+    def per_device(init_keys, batch_keys):
+        return _init_candidates(model, optimizer, init_keys, batch_keys)
+
+    sharded = _shard(per_device, mesh, (by_candidate, by_candidate), by_candidate)
+
+    def init(init_key_data, batch_key_data):
+        keys = _candidate_keys(init_key_data, batch_key_data, shared_batches)
+        return TrainState(*sharded(*keys), step=jnp.zeros((), jnp.int32))
+
+    return jax.jit(init)
+
+
+@functools.lru_cache(maxsize=64)
+def derive_keys_program(size: int):
+    """Jitted: one key's raw data (2,) -> (init key data (size, 2), batch key data (2,)).
+
+    Candidate i's initial key is ``fold_in(init_key, i)``, so it does not depend on the
+    padded size or the layout.
+    """
+
+    def derive(key_data):
+        init_key, batch_key = jax.random.split(jax.random.wrap_key_data(key_data,
+                                                                         impl=KEY_IMPL))
+        init_keys = jax.vmap(jax.random.fold_in, (None, 0))(init_key, jnp.arange(size))
+        return jax.random.key_data(init_keys), jax.random.key_data(batch_key)
+
+    return jax.jit(derive)
+
+
+@functools.lru_cache(maxsize=64)
+def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
+                  num_classes: int, devices: tuple[jax.Device, ...], layout: PopulationLayout,
+                  from_key: bool):
+    """The jitted training program for one static setting.
+
+    Args (of the returned function): ``start_from`` (a padded TrainState, donated; or,
+    with ``from_key``, the raw key data (init (size, 2), batch (2,)) from which candidates
+    are initialised chunk by chunk), archs (padded), Hyperparams, x_train, y_train,
+    x_val, y_val.
+
+    Returns:
+      ((val_loss, val_acc, curve), state): metrics replicated on every device, state
+      sharded by candidate, None without ``config.keep_state``.
+    """
+    model = model_of(space, input_shape, num_classes, config.model)
+    mesh = mesh_of(devices)
+    steps = config.steps
+    curve_points = min(config.curve_points, steps)
+    segment = np.arange(steps) * curve_points // steps
+    segment_size = np.bincount(segment, minlength=curve_points).astype(np.float32)
+
+    def train_chunk(candidates, archs, start, hyper, data):
+        """Trains one chunk through every step; candidates lead with the chunk axis."""
+        params, opt_state, batch_keys, diverged = candidates
+        x_train, y_train, x_val, y_val, weights = data
+        n = x_train.shape[0]
+        keys = jax.random.wrap_key_data(batch_keys, impl=KEY_IMPL)
+        if config.shared_batches:
+            indices = batch_indices(keys[0], start, steps, n, config.batch_size)
+            batch_axis = None
+        else:
+            indices = jax.vmap(batch_indices, (0, None, None, None, None), 1)(
+                keys, start, steps, n, config.batch_size)
+            batch_axis = 0
+
+        def candidate_step(params, opt_state, arch, x, y, step):
+            loss, grads = jax.value_and_grad(loss_fn, argnums=1)(model, params, arch, x, y)
+            optimizer = make_optimizer(config, hyper, step)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        def step_fn(carry, inputs):
+            params, opt_state, diverged = carry
+            step, index = inputs
+            params, opt_state, loss = jax.vmap(
+                candidate_step, (0, 0, 0, batch_axis, batch_axis, None))(
+                params, opt_state, archs, x_train[index], y_train[index], step)
+            return (params, opt_state, diverged | ~jnp.isfinite(loss)), loss
+
+        step_numbers = start + jnp.arange(steps, dtype=jnp.int32)
+        (params, opt_state, diverged), losses = jax.lax.scan(
+            step_fn, (params, opt_state, diverged), (step_numbers, indices))
+        # segment_sum keeps a non-finite step inside its own segment of the curve.
+        curve = jax.ops.segment_sum(losses, segment, curve_points) / segment_size[:, None]
+        val_loss, val_acc = validate(model, params, archs, x_val, y_val, weights)
+        failed = diverged | ~jnp.isfinite(val_loss)
+        metrics = (jnp.where(failed, jnp.inf, val_loss), jnp.where(failed, 0.0, val_acc),
+                   curve.T)
+        return (params, opt_state, batch_keys, diverged), metrics
+
+    def per_device(candidates, archs, start, hyper, data):
+        """This device's share of the population as a lax.map over chunks."""
+        def chunked(tree):
+            return jax.tree.map(
+                lambda a: a.reshape(layout.num_chunks, layout.chunk, *a.shape[1:]), tree)
+
+        def flat(tree):
+            return jax.tree.map(lambda a: a.reshape(layout.per_device, *a.shape[2:]), tree)
+
+        def run_chunk(inputs):
+            candidates, archs = inputs
+            if from_key:
+                candidates = _init_candidates(model, config.optimizer, *candidates)
+            candidates, metrics = train_chunk(candidates, archs, start, hyper, data)
+            return (candidates if config.keep_state else None), metrics
+
+        candidates, metrics = jax.lax.map(run_chunk, chunked((candidates, archs)))
+        return flat(candidates), flat(metrics)
+
+    by_candidate = Spec(AXIS)
+    sharded = _shard(per_device, mesh,
+                     (by_candidate, by_candidate, Spec(), Spec(), Spec()),
+                     (by_candidate, by_candidate))
+    replicated = NamedSharding(mesh, Spec())
+
+    def run(start_from, archs, hyper, x_train, y_train, x_val, y_val):
+        data = (x_train, y_train, *eval_batches(x_val, y_val, config.eval_batch_size))
+        if from_key:
+            candidates = _candidate_keys(*start_from, config.shared_batches)
+            start = jnp.zeros((), jnp.int32)
+        else:
+            candidates = tuple(start_from)[:4]
+            start = start_from.step
+        candidates, metrics = sharded(candidates, archs, start, hyper, data)
+        # Metrics are small: gather them on every device (every process, several hosts).
+        metrics = jax.lax.with_sharding_constraint(metrics, replicated)
+        if not config.keep_state:
+            return metrics, None
+        return metrics, TrainState(*candidates, step=start + steps)
+
+    return jax.jit(run, donate_argnums=() if from_key else (0,))
+
+
+@functools.lru_cache(maxsize=64)
+def pad_program(devices: tuple[jax.Device, ...], size: int):
+    """Jitted: a state of P <= size candidates -> a fresh copy padded to ``size``.
+
+    Padding candidates copy candidate 0. The output never aliases the input, so the
+    training program may donate it.
+    """
+    mesh = mesh_of(devices)
+    by_candidate = NamedSharding(mesh, Spec(AXIS))
+
+    def pad(state: TrainState) -> TrainState:
+        def rows(leaf):
+            extra = size - leaf.shape[0]
+            return jnp.concatenate([leaf, jnp.repeat(leaf[:1], extra, axis=0)])
+
+        candidates = jax.tree.map(rows, tuple(state)[:4])
+        return TrainState(*candidates, step=jnp.asarray(state.step, jnp.int32) + 0)
+
+    shardings = TrainState(by_candidate, by_candidate, by_candidate, by_candidate,
+                           NamedSharding(mesh, Spec()))
+    return jax.jit(pad, out_shardings=shardings)
+
+
+@functools.lru_cache(maxsize=64)
+def take_program(population: int):
+    """Jitted: a padded state -> its first ``population`` candidates."""
+
+    def take(state: TrainState) -> TrainState:
+        candidates = jax.tree.map(lambda leaf: leaf[:population], tuple(state)[:4])
+        return TrainState(*candidates, step=state.step)
+
+    return jax.jit(take)
+
+
+@functools.lru_cache(maxsize=16)
+def evaluate_program(model: Model, eval_batch_size: int):
+    """Jitted (params, archs, x, y) -> (loss (P,), accuracy (P,))."""
+    return jax.jit(lambda params, archs, x, y: validate(
+        model, params, archs, *eval_batches(x, y, eval_batch_size)))
+
+
+@functools.lru_cache(maxsize=16)
+def validity_program(space: Space):
+    """Jitted population -> (P,) bool validity."""
+    return jax.jit(jax.vmap(space.is_valid))
+
+
+def bytes_per_candidate(model: Model, config: TrainConfig) -> int:
+    """A conservative estimate of one candidate's working memory inside a chunk.
+
+    Parameters, optimiser moments, gradients and updates, plus every intermediate of
+    one training step or one evaluation batch as if none were freed (XLA reuses
+    buffers, so the real peak is lower).
+    """
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
+    moments = 1 if config.optimizer == "sgd" else 2
+    n = model.layout.num_nodes
+    arch = Arch(adj=jax.ShapeDtypeStruct((n, n), jnp.int8),
+                ops=jax.ShapeDtypeStruct((n,), jnp.int32))
+    input_shape = model.layout.input_shape
+
+    def train_step(params, arch, x, y):
+        return jax.value_and_grad(loss_fn, argnums=1)(model, params, arch, x, y)
+
+    x_train = jax.ShapeDtypeStruct((config.batch_size, *input_shape), jnp.float32)
+    y_train = jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)
+    x_eval = jax.ShapeDtypeStruct((config.eval_batch_size, *input_shape), jnp.float32)
+    train_bytes = _intermediate_bytes(jax.make_jaxpr(train_step)(params, arch, x_train, y_train))
+    eval_bytes = _intermediate_bytes(jax.make_jaxpr(model.apply)(params, arch, x_eval))
+    return param_bytes * (4 + moments) + max(train_bytes, eval_bytes)
+
+
+def _intermediate_bytes(closed) -> int:
+    return sum(int(np.prod(var.aval.shape)) * var.aval.dtype.itemsize
+               for eqn in closed.jaxpr.eqns for var in eqn.outvars
+               if hasattr(var.aval, "shape"))

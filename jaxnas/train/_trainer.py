@@ -1,0 +1,353 @@
+"""The population trainer's public functions: ``make_train`` and ``train_population``.
+
+``train`` is a thin host layer around cached compiled programs (``_programs``): it
+checks the population, pads it to a rounded size, places it on the device mesh and
+runs one program; the architectures, keys and swept numbers are traced, so a new
+population of the same padded size compiles nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as Spec
+
+from jaxnas.arch._encoding import Arch, ArchError
+from jaxnas.data import Dataset
+from jaxnas.spaces import Space
+from jaxnas.train import _programs
+from jaxnas.train._config import Hyperparams, TrainConfig
+from jaxnas.train._layout import population_layout
+from jaxnas.train._programs import AXIS, KEY_IMPL, TrainState
+
+CPU_MAX_CHUNK = 8  # PERF_NOTES: chunks of 4-8 keep a CPU core's working set in cache
+
+
+class TrainResult(NamedTuple):
+    """What one ``train`` call returns for P candidates.
+
+    Attributes:
+      val_loss: (P,) float32 host array, mean cross-entropy on the whole validation
+        split; +inf for a candidate that diverged.
+      val_acc: (P,) float32 host array, validation accuracy; 0 for a diverged candidate.
+      train_curve: (P, C) float32 host array, the mean training loss over C equal
+        segments of this call's steps (C = min(curve_points, steps)).
+      params: trained parameters (leaves with leading axis P), None without keep_state.
+      state: the state to continue from, None without keep_state.
+    """
+
+    val_loss: np.ndarray
+    val_acc: np.ndarray
+    train_curve: np.ndarray
+    params: Any
+    state: TrainState | None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeviceData:
+    """A dataset's train and validation splits placed (replicated) on a device mesh.
+
+    Build it once with ``put_data`` and pass it to every ``train`` call, so the arrays
+    cross to the devices once.
+    """
+
+    x_train: jax.Array  # (n_train, *input_shape) float32
+    y_train: jax.Array  # (n_train,) int32
+    x_val: jax.Array  # (n_val, *input_shape) float32
+    y_val: jax.Array  # (n_val,) int32
+    num_classes: int
+    devices: tuple[jax.Device, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def put_data(data: Dataset, devices: Sequence[jax.Device] | None = None) -> DeviceData:
+    """Copies ``data``'s train and validation splits to ``devices`` (default: all)."""
+    devices = _device_tuple(devices)
+    replicated = NamedSharding(_programs.mesh_of(devices), Spec())
+    return DeviceData(
+        x_train=_global(np.asarray(data.x_train, np.float32), replicated),
+        y_train=_global(np.asarray(data.y_train, np.int32), replicated),
+        x_val=_global(np.asarray(data.x_val, np.float32), replicated),
+        y_val=_global(np.asarray(data.y_val, np.int32), replicated),
+        num_classes=int(data.num_classes),
+        devices=devices,
+    )
+
+
+def make_train(space: Space, config: TrainConfig | None = None,
+               devices: Sequence[jax.Device] | None = None) -> Callable[..., TrainResult]:
+    """Builds ``train(key, archs, data, state=None) -> TrainResult`` for one space.
+
+    Args:
+      space: the search space of every population given to ``train``.
+      config: the training configuration (default ``TrainConfig()``).
+      devices: devices sharing the population axis (default ``jax.devices()``: every
+        device of every process after ``initialize_distributed``).
+
+    Returns:
+      ``train(key, archs, data, state=None, *, batch_key=None)``: ``archs`` is a
+      population of P architectures (leading axis P), ``data`` a ``Dataset`` or
+      ``DeviceData``, and ``state`` a ``TrainState`` of the same P candidates to continue
+      from. ``key`` is one threefry key, or (P,) keys, one per candidate (a candidate's
+      result then does not depend on the rest of its population). A fresh run draws
+      candidate i's initial parameters from ``fold_in(split(key)[0], i)`` (or from
+      ``key[i]``) and the minibatch order from ``batch_key`` (default ``split(key)[1]``;
+      required with per-candidate keys). A continued run takes both from ``state`` and
+      ignores the keys; k steps and then m more equal k + m steps at once. Results do
+      not depend on the chunk size, the padding or the number of devices beyond float
+      rounding.
+    """
+    devices = _device_tuple(devices)
+    config = TrainConfig() if config is None else config
+    static = config.static()
+    hyper = config.hyperparams()
+
+    def train(key: jax.Array, archs: Arch, data: Dataset | DeviceData,
+              state: TrainState | None = None, *,
+              batch_key: jax.Array | None = None) -> TrainResult:
+        if not isinstance(data, DeviceData):
+            data = put_data(data, devices)
+        elif data.devices != devices:
+            raise ValueError("data was placed on other devices than this trainer's; "
+                             "call put_data with the same devices")
+        n_train = data.x_train.shape[0]
+        if static.batch_size > n_train:
+            raise ValueError(f"batch_size {static.batch_size} exceeds the {n_train} "
+                             "training examples")
+        adj, ops = _host_population(space, archs)
+        population = ops.shape[0]
+        chunk = _chunk_size(space, static, data.input_shape, data.num_classes,
+                            devices[0].platform)
+        layout = population_layout(population, chunk, len(devices), static.population_rounding)
+        adj, ops = _pad_rows(adj, layout.size), _pad_rows(ops, layout.size)
+        _check_valid(space, adj, ops)
+        mesh = _programs.mesh_of(devices)
+        by_candidate = NamedSharding(mesh, Spec(AXIS))
+        replicated = NamedSharding(mesh, Spec())
+        archs = Arch(adj=_global(adj, by_candidate), ops=_global(ops, by_candidate))
+        numbers = Hyperparams(*(_global(np.float32(v), replicated) for v in hyper))
+        data_args = (data.x_train, data.y_train, data.x_val, data.y_val)
+        if state is not None:
+            _check_state(state, population)
+        # The non-partitionable threefry compiles a model's initialisation about 3x
+        # faster on CPU; each device draws its own candidates' numbers, so nothing is lost.
+        with jax.threefry_partitionable(False):
+            if state is not None:
+                start_from = _programs.pad_program(devices, layout.size)(
+                    _on_mesh(state, replicated))
+            else:
+                init_keys, batch_keys = _start_keys(key, batch_key, population, layout.size)
+                start_from = (_global(init_keys, by_candidate), _global(batch_keys, replicated))
+                if static.keep_state:
+                    start_from = _programs.init_program(
+                        space, static.model, static.optimizer, static.shared_batches,
+                        data.input_shape, data.num_classes, devices, layout.size,
+                    )(*start_from)
+                # Without keep_state the training program initialises chunk by chunk, so
+                # memory stays O(chunk) however large the population.
+            program = _programs.train_program(
+                space, static, data.input_shape, data.num_classes, devices, layout,
+                from_key=state is None and not static.keep_state)
+            (val_loss, val_acc, curve), new_state = program(start_from, archs, numbers,
+                                                            *data_args)
+        if new_state is not None and layout.size != population:
+            new_state = _programs.take_program(population)(new_state)
+        return TrainResult(
+            val_loss=np.asarray(val_loss)[:population],
+            val_acc=np.asarray(val_acc)[:population],
+            train_curve=np.asarray(curve)[:population],
+            params=None if new_state is None else new_state.params,
+            state=new_state,
+        )
+
+    return train
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_train(space: Space, config: TrainConfig,
+                  devices: tuple[jax.Device, ...]) -> Callable[..., TrainResult]:
+    return make_train(space, config, devices)
+
+
+def train_population(key: jax.Array, space: Space, archs: Arch, data: Dataset | DeviceData,
+                     config: TrainConfig | None = None, *, state: TrainState | None = None,
+                     batch_key: jax.Array | None = None,
+                     devices: Sequence[jax.Device] | None = None) -> TrainResult:
+    """Trains and validates a population; compiled programs are reused across calls.
+
+    Args:
+      key: one PRNG key, or (P,) keys (one per candidate), of the initial parameters
+        (and, when ``batch_key`` is None, of the minibatch order); see ``make_train``.
+      space: the population's search space.
+      archs: P architectures of ``space`` (leading axis P).
+      data: a ``Dataset`` or, to copy the data to the devices once for many calls, the
+        ``DeviceData`` of ``put_data``.
+      config: the training configuration (default ``TrainConfig()``).
+      state: a previous result's ``state``, to continue training the same P candidates.
+      batch_key: PRNG key of the minibatch order of a fresh run.
+      devices: devices sharing the population axis (default: all).
+
+    Returns:
+      A ``TrainResult`` with leading axis P.
+    """
+    config = TrainConfig() if config is None else config
+    train = _cached_train(space, config, _device_tuple(devices))
+    return train(key, archs, data, state, batch_key=batch_key)
+
+
+def evaluate(space: Space, archs: Arch, params: Any, x: np.ndarray, y: np.ndarray,
+             num_classes: int, config: TrainConfig | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropy and accuracy of trained candidates on any split (e.g. the test split).
+
+    Args:
+      space: the candidates' search space.
+      archs: P architectures.
+      params: their parameters (leaves with leading axis P), e.g. ``TrainResult.params``.
+      x: (n, *input_shape) examples.
+      y: (n,) integer labels.
+      num_classes: the model's number of classes.
+      config: supplies the model config and ``eval_batch_size`` (default ``TrainConfig()``).
+
+    Returns:
+      (loss (P,), accuracy (P,)) float32 host arrays; a non-finite loss becomes +inf.
+    """
+    config = TrainConfig() if config is None else config
+    model = _programs.model_of(space, tuple(x.shape[1:]), num_classes, config.model)
+    archs = Arch(adj=jnp.asarray(archs.adj, jnp.int8), ops=jnp.asarray(archs.ops, jnp.int32))
+    loss, acc = _programs.evaluate_program(model, config.eval_batch_size)(
+        params, archs, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
+    loss = np.asarray(loss)
+    return np.where(np.isfinite(loss), loss, np.inf).astype(np.float32), np.asarray(acc)
+
+
+def _key_data(key: jax.Array) -> np.ndarray:
+    """Raw (..., 2) uint32 data of typed or legacy threefry keys."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        impl = str(jax.random.key_impl(key))
+        if impl != KEY_IMPL:
+            raise ValueError(f"train needs {KEY_IMPL} keys; got {impl} keys")
+        key = jax.random.key_data(key)
+    key = np.asarray(key)
+    if key.shape[-1:] != (2,) or key.dtype != np.uint32:
+        raise ValueError(f"expected PRNG keys (jax.random.key(seed)); got an array of "
+                         f"shape {key.shape} and dtype {key.dtype}")
+    return key
+
+
+def _start_keys(key: jax.Array, batch_key: jax.Array | None, population: int,
+                size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw initialisation key data (size, 2) and minibatch key data (2,) of a fresh run."""
+    data = _key_data(key)
+    if data.shape == (2,):
+        local = jax.device_put(data, jax.local_devices()[0])
+        init_keys, default_batch = (np.asarray(a) for a in
+                                    _programs.derive_keys_program(size)(local))
+        return init_keys, default_batch if batch_key is None else _one_key(batch_key)
+    if data.shape != (population, 2):
+        raise ValueError(f"expected one key or {population} keys (one per candidate); got "
+                         f"keys of shape {data.shape[:-1]}")
+    if batch_key is None:
+        raise ValueError("per-candidate keys need a batch_key for the shared minibatch order")
+    return _pad_rows(data, size), _one_key(batch_key)
+
+
+def _one_key(key: jax.Array) -> np.ndarray:
+    data = _key_data(key)
+    if data.shape != (2,):
+        raise ValueError(f"batch_key must be one key; got keys of shape {data.shape[:-1]}")
+    return data
+
+
+def _device_tuple(devices: Sequence[jax.Device] | None) -> tuple[jax.Device, ...]:
+    devices = tuple(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("the trainer needs at least one device")
+    return devices
+
+
+def _global(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from a host array that every process holds in full."""
+    value = np.asarray(value)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+def _host_population(space: Space, archs: Arch) -> tuple[np.ndarray, np.ndarray]:
+    adj = np.asarray(archs.adj)
+    ops = np.asarray(archs.ops)
+    n = space.max_nodes
+    if ops.ndim != 2 or ops.shape[1] != n or adj.shape != (ops.shape[0], n, n):
+        raise ArchError(f"expected a population of {space.name} architectures with adj "
+                        f"(P, {n}, {n}) and ops (P, {n}); got adj {adj.shape}, ops {ops.shape}")
+    if ops.shape[0] == 0:
+        raise ArchError("cannot train an empty population")
+    return adj.astype(np.int8), ops.astype(np.int32)
+
+
+def _pad_rows(value: np.ndarray, size: int) -> np.ndarray:
+    """Pads axis 0 to ``size`` with copies of row 0 (padding candidates are real archs)."""
+    extra = size - value.shape[0]
+    if extra == 0:
+        return value
+    return np.concatenate([value, np.repeat(value[:1], extra, axis=0)])
+
+
+def _check_valid(space: Space, adj: np.ndarray, ops: np.ndarray) -> None:
+    """Raises ArchError naming the first architecture the space rejects."""
+    local = jax.local_devices()[0]
+    archs = Arch(adj=jax.device_put(adj, local), ops=jax.device_put(ops, local))
+    valid = np.asarray(_programs.validity_program(space)(archs))
+    if valid.all():
+        return
+    index = int(np.flatnonzero(~valid)[0])
+    try:
+        space.validate(Arch(adj=adj[index], ops=ops[index]))
+    except ArchError as error:
+        raise ArchError(f"architecture {index}: {error}") from None
+    raise ArchError(f"architecture {index} is not a valid {space.name} architecture")
+
+
+@functools.lru_cache(maxsize=32)
+def _chunk_size(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
+                num_classes: int, platform: str) -> int:
+    """The configured chunk, or the largest that fits the memory budget (<= 8 on CPU)."""
+    if config.chunk_size is not None:
+        return config.chunk_size
+    model = _programs.model_of(space, input_shape, num_classes, config.model)
+    budget = config.memory_budget_mb * 2**20
+    fits = max(1, budget // _programs.bytes_per_candidate(model, config))
+    return min(fits, CPU_MAX_CHUNK) if platform == "cpu" else fits
+
+
+def _check_state(state: TrainState, population: int) -> None:
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state must be a TrainState (a TrainResult's .state); "
+                        f"got {type(state).__name__}")
+    held = np.shape(state.diverged)
+    if held != (population,):
+        raise ValueError(f"state holds {held[0] if held else 0} candidates but the "
+                         f"population has {population}; continue with the same archs")
+
+
+def _on_mesh(state: TrainState, replicated: NamedSharding) -> TrainState:
+    """Moves leaves that live off the mesh (host arrays, other devices) onto it."""
+    mesh_devices = replicated.device_set
+
+    def move(leaf):
+        if isinstance(leaf, jax.Array) and leaf.sharding.device_set == mesh_devices:
+            return leaf
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            raise ValueError("the state lives on other devices than this trainer's")
+        return jax.device_put(leaf, replicated)
+
+    return jax.tree.map(move, state)

@@ -1,0 +1,203 @@
+"""The search driver and the CLI: outputs, determinism, resume after SIGKILL, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxnas
+from jaxnas.search import SearchError, read_log
+
+TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps", "20",
+        "--final-steps", "20", "--batch-size", "32", "--seed", "3"]
+
+
+def _cli(*args, check=True, **kwargs):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([sys.executable, "-m", "jaxnas.cli", *args], capture_output=True,
+                            text=True, env=env, timeout=600, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}: {result.stderr[-2000:]}")
+    return result
+
+
+def _log_without_time(out: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for line in lines:
+        line.pop("seconds")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    result = jaxnas.search(space="mlp", strategy="evolution", data="digits", budget=12,
+                           seed=3, out=out, population=4, steps=20, final_steps=20,
+                           batch_size=32)
+    return out, result
+
+
+def test_search_writes_a_complete_run_directory(finished_run):
+    out, result = finished_run
+    records = read_log(out)
+    assert len(records) == 12
+    assert len({r.hash for r in records}) == 12  # no architecture trained twice
+    generations = sorted({r.generation for r in records})
+    assert generations[0] == 0 and len(generations) >= 3
+    saved = json.loads((out / "result.json").read_text())
+    for key in ("best", "val_loss", "val_acc", "test_accuracy", "config", "versions", "device",
+                "wall_seconds", "unique_evaluations"):
+        assert key in saved
+    assert saved["best"]["hash"] == min(records, key=lambda r: r.val_loss).hash
+    assert saved["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert 0.5 < result.test_accuracy <= 1.0
+    for plot in ("best_vs_evaluations.png", "best_vs_time.png", "accuracy_vs_params.png"):
+        assert (out / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    arch = json.loads((out / "best" / "arch.json").read_text())
+    assert arch["space"] == "mlp"
+    assert "best architecture (mlp" in result.summary()
+
+
+def test_loaded_model_predicts_like_the_retrained_one(finished_run):
+    out, result = finished_run
+    predictor = jaxnas.load(out)
+    digits = jaxnas.data.load("digits", seed=3)
+    predicted = predictor.predict(digits.x_test, normalised=True)
+    assert np.mean(predicted == digits.y_test) == pytest.approx(result.test_accuracy, abs=1e-6)
+    raw = digits.x_test * digits.std + digits.mean
+    np.testing.assert_array_equal(predictor.predict(raw), predicted)
+
+
+def test_same_seed_gives_the_same_log(finished_run, tmp_path):
+    out, _ = finished_run
+    again = tmp_path / "again"
+    jaxnas.search(space="mlp", strategy="evolution", data="digits", budget=12, seed=3,
+                  out=again, population=4, steps=20, final_steps=20, batch_size=32)
+    assert _log_without_time(again) == _log_without_time(out)
+
+
+def test_sigkill_then_resume_loses_nothing_and_ends_the_same(finished_run, tmp_path):
+    reference, _ = finished_run
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jaxnas.cli", "search", *TINY, "--out", str(out), "--quiet"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    log = out / "log.jsonl"
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the search ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before_kill = len(read_log(out))
+    assert 4 <= finished_before_kill < 12
+    assert not (out / "result.json").exists()
+    _cli("search", "--resume", str(out), "--quiet")
+    assert _log_without_time(out) == _log_without_time(reference)
+    resumed = json.loads((out / "result.json").read_text())
+    expected = json.loads((reference / "result.json").read_text())
+    assert resumed["best"] == expected["best"]
+    assert resumed["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+
+
+def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jaxnas.cli", "search", *TINY, "--out", str(out), "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "log.jsonl").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    assert f"jaxnas search --resume {out}" in stderr
+    assert "Traceback" not in stderr
+    done = len(read_log(out))
+    assert 4 <= done < 12
+    _cli("search", "--resume", str(out), "--quiet")
+    assert len(read_log(out)) == 12
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "missing.npz"], "missing.npz"),
+    (["--dataset", "bogus"], "bogus"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--budget-evals", "0"], "must be at least 1"),
+    (["--space", "nope"], "invalid choice: 'nope'"),
+])
+def test_bad_options_give_one_line_and_write_nothing(tmp_path, args, message):
+    out = tmp_path / "never"
+    result = _cli("search", *args, "--out", str(out), check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_bad_dataset_file_and_existing_directory_are_refused(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((10, 3)), y=np.zeros(9))
+    result = _cli("search", "--dataset", str(bad), "--out", str(tmp_path / "r"), check=False)
+    assert result.returncode == 2 and "x has 10 rows but y has 9" in result.stderr
+    assert result.stderr.count("\n") == 1
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    result = _cli("search", "--out", str(existing), check=False)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert (existing / "keep.txt").read_text() == "mine"
+
+
+def test_corrupt_checkpoint_and_wrong_directories_are_refused(finished_run, tmp_path):
+    reference, _ = finished_run
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "state.msgpack").write_bytes(b"\x00garbage")
+    (run / "log.jsonl").write_text("")
+    result = _cli("search", "--resume", str(run), check=False)
+    assert result.returncode == 2 and "is corrupt" in result.stderr
+    result = _cli("search", "--resume", str(tmp_path), check=False)
+    assert result.returncode == 2 and "not a run directory" in result.stderr
+    result = _cli("search", "--resume", str(reference), check=False)
+    assert result.returncode == 2 and "finished search" in result.stderr
+    with pytest.raises(SearchError, match="not a run directory"):
+        read_log(tmp_path)
+
+
+def test_report_prints_the_top_architectures(finished_run):
+    out, _ = finished_run
+    result = _cli("report", str(out), "--top", "3")
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["rank", "hash", "val_loss"]
+    assert len([line for line in lines if line.strip()[:1].isdigit()]) == 3
+    assert "test accuracy" in result.stdout
+
+
+def test_space_commands():
+    result = _cli("space", "count", "nasbench201", "--json")
+    assert json.loads(result.stdout) == {"space": "nasbench201", "valid": 15625, "unique": 6466}
+    result = _cli("space", "count", "nasbench101", "--max-nodes", "9", check=False)
+    assert result.returncode == 2 and "between 2 and 7" in result.stderr
+
+
+def test_space_show(finished_run, tmp_path):
+    out, _ = finished_run
+    result = _cli("space", "show", str(out / "best" / "arch.json"))
+    assert result.stdout.startswith("mlp architecture, hash ")
+    assert "node 0: input" in result.stdout
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"nodes": ["input", "output"], "edges": [[1, 0]]}')
+    result = _cli("space", "show", str(broken), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,0 +1,194 @@
+"""Multi-fidelity search over training steps: successive halving and Hyperband, jitted.
+
+Fidelity protocol (``Strategy.fidelity``): ``fidelity(state)`` is the number of
+training steps at which the archs of the next ``ask`` must be evaluated (``ask``
+does not change it, so it may be read before or after the ask). A bracket's
+first rung asks fresh random archs; every later rung asks exactly the
+survivors of the previous rung (its best 1/eta), at about eta times the steps.
+A driver that keeps each trained candidate keyed by canonical hash therefore
+continues a survivor from its stored step count up to ``fidelity`` rather
+than training it from scratch; ``tell``'s metric ``steps`` counts the training
+steps charged under that rule.
+
+Every rung is a whole number of asks of ``batch_size`` archs, so all shapes
+are static and the schedule is a few small integer tables indexed by traced
+counters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.arch._encoding import Arch
+from jaxnas.spaces import Space
+from jaxnas.strategies import _base
+from jaxnas.strategies._base import Info, Strategy
+
+
+@flax.struct.dataclass
+class HalvingParams:
+    max_steps: jax.Array  # () int32, R: the training steps of every bracket's last rung
+    weights: jax.Array  # (M,) scalarisation weights
+
+
+@flax.struct.dataclass
+class HalvingState:
+    params: HalvingParams
+    archs: Arch  # (capacity,) members of the current rung, in asking order; drawn by ask
+    scores: jax.Array  # (capacity,) scores told in the current rung, +inf otherwise
+    bracket: jax.Array  # () int32 index into the bracket schedule
+    rung: jax.Array  # () int32
+    chunk: jax.Array  # () int32, the next batch of the rung to ask
+    best_arch: Arch
+    best_fitness: jax.Array  # () or (M,)
+    best_steps: jax.Array  # () int32, fidelity at which ``best_fitness`` was told
+    count: jax.Array  # () int32 archs told
+    training_steps: jax.Array  # () int32 steps charged, survivors continued
+
+
+def _tables(brackets: list[tuple[int, int]], eta: int) -> tuple[np.ndarray, np.ndarray]:
+    """Schedule of (s, m) brackets, each (brackets, rungs) int32: asks per rung and the
+    divisor of the maximum steps (rung i of bracket s trains R // eta**(s-i) steps)."""
+    top = max(s for s, _ in brackets)
+    chunks = np.zeros((len(brackets), top + 1), np.int32)
+    divisor = np.ones((len(brackets), top + 1), np.int32)
+    for b, (s, m) in enumerate(brackets):
+        for i in range(s + 1):
+            chunks[b, i] = m * eta ** (s - i)
+            divisor[b, i] = eta ** (s - i)
+    return chunks, divisor
+
+
+def _multi_fidelity(name: str, space: Space, brackets: list[tuple[int, int]], batch_size: int,
+                    eta: int, max_steps: int, objectives: int, weights) -> Strategy:
+    weights = _base.check_config(name, batch_size, objectives, weights)
+    if eta < 2:
+        raise ValueError(f"{name}: eta must be at least 2; got {eta}")
+    if max_steps < 1:
+        raise ValueError(f"{name}: max_steps must be at least 1; got {max_steps}")
+    chunk_table, divisor_table = _tables(brackets, eta)
+    capacity = int(chunk_table[:, 0].max()) * batch_size
+    chunks, divisor = jnp.asarray(chunk_table), jnp.asarray(divisor_table)
+    last_rung = jnp.asarray([s for s, _ in brackets], jnp.int32)
+    position = jnp.arange(capacity)
+
+    def init(key: jax.Array, params: HalvingParams | None = None) -> HalvingState:
+        params = default_params if params is None else params
+        first = space.sample_one(key)
+        return HalvingState(
+            params=params, archs=_base.broadcast(first, capacity),
+            scores=jnp.full((capacity,), jnp.inf, jnp.float32), bracket=jnp.int32(0),
+            rung=jnp.int32(0), chunk=jnp.int32(0), best_arch=first,
+            best_fitness=_base.initial_fitness(objectives), best_steps=jnp.int32(0),
+            count=jnp.int32(0), training_steps=jnp.int32(0))
+
+    def steps_at(params: HalvingParams, bracket: jax.Array, rung: jax.Array) -> jax.Array:
+        return jnp.maximum(params.max_steps // divisor[bracket, rung], 1)
+
+    def fidelity(state: HalvingState) -> jax.Array:
+        return steps_at(state.params, state.bracket, state.rung)
+
+    def ask(key: jax.Array, state: HalvingState) -> tuple[Arch, HalvingState]:
+        # a bracket's archs are drawn at its first ask, the only place that samples
+        starts = (state.rung == 0) & (state.chunk == 0)
+        members = jax.lax.cond(starts, lambda: space.sample(key, capacity), lambda: state.archs)
+        index = state.chunk * batch_size + jnp.arange(batch_size)
+        return _base.take(members, index), state.replace(archs=members)
+
+    def tell(key: jax.Array, state: HalvingState, archs: Arch,
+             fitness: jax.Array) -> tuple[HalvingState, dict]:
+        del key
+        fitness = _base.check_fitness(name, fitness, batch_size, objectives)
+        params = state.params
+        steps = fidelity(state)
+        previous = jnp.where(state.rung > 0,
+                             steps_at(params, state.bracket, jnp.maximum(state.rung - 1, 0)), 0)
+        charged = batch_size * (steps - previous)
+
+        scores = _base.score(fitness, params.weights)
+        index = jnp.argmin(scores)
+        improves = jnp.isfinite(scores[index]) & (
+            (steps > state.best_steps)
+            | ((steps == state.best_steps)
+               & (scores[index] < _base.score(state.best_fitness, params.weights))))
+        best_arch = jax.tree_util.tree_map(lambda new, old: jnp.where(improves, new[index], old),
+                                           archs, state.best_arch)
+        best_fitness = jnp.where(improves, fitness[index], state.best_fitness)
+        best_steps = jnp.where(improves, steps, state.best_steps)
+
+        told = state.scores.at[state.chunk * batch_size + jnp.arange(batch_size)].set(scores)
+        chunk = state.chunk + 1
+        rung_done = chunk >= chunks[state.bracket, state.rung]
+        bracket_done = rung_done & (state.rung >= last_rung[state.bracket])
+
+        active = position < chunks[state.bracket, state.rung] * batch_size
+        order = jnp.argsort(jnp.where(active, told, jnp.inf), stable=True)
+        promoted = _base.take(state.archs, order)
+        next_bracket = (state.bracket + 1) % len(brackets)
+        state = state.replace(
+            archs=_base.where(jnp.broadcast_to(rung_done, (capacity,)), promoted, state.archs),
+            scores=jnp.where(rung_done, jnp.inf, told),
+            bracket=jnp.where(bracket_done, next_bracket, state.bracket),
+            rung=jnp.where(bracket_done, 0, jnp.where(rung_done, state.rung + 1, state.rung)),
+            chunk=jnp.where(rung_done, 0, chunk),
+            best_arch=best_arch, best_fitness=best_fitness, best_steps=best_steps,
+            count=state.count + batch_size, training_steps=state.training_steps + charged)
+        return state, {"count": state.count, "steps": charged,
+                       "training_steps": state.training_steps}
+
+    def best(state: HalvingState) -> tuple[Arch, jax.Array]:
+        return state.best_arch, state.best_fitness
+
+    default_params = HalvingParams(max_steps=jnp.int32(max_steps), weights=weights)
+    info = Info(name, batch_size, objectives, jittable=True, multi_fidelity=True,
+                vector_fitness=False)
+    return Strategy(init, ask, tell, best, fidelity, default_params, space, info)
+
+
+def successive_halving(space: Space, *, batch_size: int = 4, eta: int = 3, rungs: int = 4,
+                       max_steps: int = 27, objectives: int = 1, weights=None) -> Strategy:
+    """Successive halving (Jamieson & Talwalkar 2016), brackets repeated forever.
+
+    With R = ``max_steps`` and s = ``rungs - 1``, a bracket asks ``batch_size *
+    eta**s`` random archs at R // eta**s training steps, keeps the best 1/eta of
+    them at R // eta**(s-1) steps, and so on until ``batch_size`` archs are
+    trained for R steps; then a new bracket starts. ``best`` prefers the
+    highest fidelity told, then the lowest fitness. See the module docstring
+    for the fidelity protocol.
+
+    Args:
+      space: the search space.
+      batch_size: B, archs per ask; every rung is a multiple of B.
+      eta: reduction factor, static.
+      rungs: rungs per bracket, static.
+      max_steps: default of the traced ``params.max_steps`` (R).
+      objectives: M; M > 1 fitness is scalarised with ``params.weights``.
+      weights: (M,) default weights (1/M each).
+    """
+    if rungs < 1:
+        raise ValueError(f"halving: rungs must be at least 1; got {rungs}")
+    return _multi_fidelity("halving", space, [(rungs - 1, 1)], batch_size, eta, max_steps,
+                           objectives, weights)
+
+
+def hyperband(space: Space, *, batch_size: int = 4, eta: int = 3, rungs: int = 4,
+              max_steps: int = 27, objectives: int = 1, weights=None) -> Strategy:
+    """Hyperband (Li et al. 2017): successive halving over brackets s = s_max, ..., 0.
+
+    With ``s_max = rungs - 1`` and R = ``max_steps``, bracket s starts
+    ``batch_size * ceil((s_max+1)/(s+1)) * eta**s`` random archs at R // eta**s
+    steps (Hyperband's n, rounded so every rung is whole batches) and halves
+    them s times up to R steps; after bracket 0 the cycle repeats. Arguments as
+    in ``successive_halving``.
+    """
+    if rungs < 1:
+        raise ValueError(f"hyperband: rungs must be at least 1; got {rungs}")
+    top = rungs - 1
+    brackets = [(s, math.ceil((top + 1) / (s + 1))) for s in range(top, -1, -1)]
+    return _multi_fidelity("hyperband", space, brackets, batch_size, eta, max_steps,
+                           objectives, weights)

@@ -129,7 +129,7 @@ def _search(args: argparse.Namespace) -> None:
     progress = _Progress(args.quiet)
     try:
         result = search(
-            space=args.space or "nasbench101", strategy=args.strategy or "evolution",
+            space=args.space or "mlp", strategy=args.strategy or "evolution",
             data=args.dataset or "digits",
             budget=args.budget_evals if args.budget_evals is not None else 96,
             seed=args.seed, out=args.out or args.resume, resume=args.resume is not None,
@@ -218,11 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     from jaxnas import strategies
 
     run = commands.add_parser(
-        "search", help="run a search (default: evolution over nasbench101 cells on digits)",
+        "search", help="run a search (default: evolution over the mlp space on digits)",
         description="Search architectures, retrain the best on train+val and test it once.")
     run.add_argument("--dataset", help="digits (default), mnist1d or PATH.npz with x, y "
                      "(optionally x_test, y_test)")
-    run.add_argument("--space", choices=spaces.names(), help="search space (default nasbench101)")
+    run.add_argument("--space", choices=spaces.names(), help="search space (default mlp)")
     run.add_argument("--strategy", choices=strategies.names(),
                      help="search strategy (default evolution)")
     run.add_argument("--population", type=_positive_int, help="architectures per generation")

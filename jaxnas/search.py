@@ -68,21 +68,21 @@ class SearchConfig:
       final_steps: training steps of the final retraining on train + validation.
     """
 
-    space: str = "nasbench101"
+    space: str = "mlp"
     strategy: str = "evolution"
     dataset: str = "digits"
     population: int = 16
     generations: int | None = None
     budget_evals: int = 96
     budget_minutes: float | None = None
-    steps: int = 150
+    steps: int = 200
     batch_size: int = 64
     learning_rate: float = 3e-3
     optimizer: str = "adam"
-    width: int = 16
+    width: int = 32
     seed: int = 0
     objective: str = "loss"
-    final_steps: int = 600
+    final_steps: int = 1000
 
     def check(self) -> None:
         """Raises SearchError naming the first bad value."""
@@ -347,7 +347,8 @@ class _Run:
         self.generation = int(payload["generation"])
         self.elapsed = float(payload["elapsed"])
         self.key = jax.random.wrap_key_data(jnp.asarray(payload["key"]))
-        self.state = _unflatten_like(self.state, payload["strategy"])
+        self.state = _unflatten_like(self.state, payload["strategy"],
+                                     fixed_shapes=self.strategy.info.jittable)
         return int(payload["log_bytes"])
 
 
@@ -360,8 +361,12 @@ def _keys_to_data(tree):
         lambda leaf: jax.random.key_data(leaf) if _is_key(leaf) else leaf, tree)
 
 
-def _unflatten_like(like, stored: dict):
-    """Rebuilds a pytree shaped like ``like`` from its numbered, key-free leaves."""
+def _unflatten_like(like, stored: dict, fixed_shapes: bool):
+    """Rebuilds a pytree shaped like ``like`` from its numbered, key-free leaves.
+
+    Host-side strategies (not jittable) may hold arrays whose length grows during a
+    search; their shapes are then not compared with the fresh state's.
+    """
     leaves, treedef = jax.tree_util.tree_flatten(like)
     if len(stored) != len(leaves):
         raise SearchError(f"checkpoint holds {len(stored)} strategy arrays; this strategy "
@@ -372,9 +377,10 @@ def _unflatten_like(like, stored: dict):
         if _is_key(ref):
             restored.append(jax.random.wrap_key_data(jnp.asarray(value)))
             continue
-        if value.shape != np.shape(ref) or value.dtype != np.asarray(ref).dtype:
+        wrong_shape = fixed_shapes and value.shape != np.shape(ref)
+        if wrong_shape or value.dtype != np.asarray(ref).dtype:
             raise SearchError("checkpoint strategy state does not match the strategy")
-        restored.append(jnp.asarray(value))
+        restored.append(jnp.asarray(value) if fixed_shapes else value)
     return jax.tree_util.tree_unflatten(treedef, restored)
 
 

@@ -1,0 +1,183 @@
+"""The static layout of a model: shapes, op tables and the macro skeleton's choices."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+from jaxnas.nn._ops import OpSpec, parse_op, tap_mask
+from jaxnas.spaces import ChainSpace, Space
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Static model settings (hashable, so a jit cache key).
+
+    Attributes:
+      width: channels of conv cells, units of dense cells and of "dense-<act>" ops;
+        ops named with a width ("dense64-relu") carry their own.
+      num_cells: cells stacked in the macro skeleton, each with its own weights, same arch.
+      stem_kernel: kernel size of the stem convolution in spatial spaces.
+      node_loop: how a cell walks its nodes: "scan" (``lax.scan`` over the stacked node
+        parameters), "unroll" (a Python loop over the N static nodes) or "auto" (scan
+        in spatial spaces, unroll in dense ones: the faster of the two on the CPU
+        measurements in the ``jaxnas.nn._model`` docstring).
+    """
+
+    width: int = 32
+    num_cells: int = 1
+    stem_kernel: int = 3
+    node_loop: str = "auto"
+
+    def __post_init__(self):
+        if self.width < 1:
+            raise ValueError(f"ModelConfig.width must be positive; got {self.width}")
+        if self.num_cells < 1:
+            raise ValueError(f"ModelConfig.num_cells must be at least 1; got {self.num_cells}")
+        if self.stem_kernel < 1 or self.stem_kernel % 2 == 0:
+            raise ValueError(f"ModelConfig.stem_kernel must be odd; got {self.stem_kernel}")
+        if self.node_loop not in ("auto", "scan", "unroll"):
+            raise ValueError("ModelConfig.node_loop must be 'auto', 'scan' or 'unroll'; got "
+                             f"{self.node_loop!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Everything static about one (space, input shape, classes, config).
+
+    Attributes:
+      space, input_shape, num_classes, config: what the model was built for.
+      specs: the parsed op of every op id.
+      spatial_shape: () in dense spaces, (L,) for sequences, (H, W) for images.
+      in_channels: channels of the input in spatial spaces; flattened input size in
+        dense spaces.
+      features: D, the padded feature size every node holds (units or channels).
+      raw_input: chain spaces skip the stem: node 0 holds the flattened input and only
+        node 1 reads it, with its own (in_features, D) kernel.
+    """
+
+    space: Space
+    input_shape: tuple[int, ...]
+    num_classes: int
+    config: ModelConfig
+    specs: tuple[OpSpec, ...]
+    spatial_shape: tuple[int, ...]
+    in_channels: int
+    features: int
+    raw_input: bool
+
+    @property
+    def num_nodes(self) -> int:
+        return self.space.max_nodes
+
+    @property
+    def scan_nodes(self) -> bool:
+        """Whether cells walk their nodes with ``lax.scan`` (else a Python loop)."""
+        if self.config.node_loop == "auto":
+            return self.spatial
+        return self.config.node_loop == "scan"
+
+    @property
+    def rank(self) -> int:
+        return len(self.spatial_shape)
+
+    @property
+    def spatial(self) -> bool:
+        return bool(self.spatial_shape)
+
+    @property
+    def positions(self) -> int:
+        """Spatial positions per example (1 in dense spaces)."""
+        return math.prod(self.spatial_shape)
+
+    @property
+    def first_node(self) -> int:
+        """First node whose parameters live in the stacked ``nodes`` arrays."""
+        return 2 if self.raw_input else 1
+
+    @property
+    def num_stacked(self) -> int:
+        return self.num_nodes - 1 - self.first_node
+
+    @functools.cached_property
+    def linear_specs(self) -> tuple[OpSpec, ...]:
+        return tuple(s for s in self.specs if s.kind == "linear")
+
+    @property
+    def max_kernel(self) -> int:
+        return max((s.kernel for s in self.linear_specs), default=1)
+
+    @property
+    def taps(self) -> int:
+        """Taps of a node kernel: max_kernel ** rank."""
+        return self.max_kernel ** self.rank
+
+    @property
+    def stem_taps(self) -> int:
+        return self.config.stem_kernel ** self.rank
+
+    @property
+    def has_bias(self) -> bool:
+        return any(s.bias for s in self.specs)
+
+    @property
+    def has_norm(self) -> bool:
+        return any(s.norm for s in self.specs)
+
+    def op_width(self, spec: OpSpec) -> int:
+        return self.config.width if spec.width is None else spec.width
+
+    def stem_width(self) -> int:
+        return self.config.width
+
+    def cell_input_features(self, cell: int) -> int:
+        """Size of node 0's value in a cell (the raw input only in a chain's first cell)."""
+        return self.in_channels if self.raw_input and cell == 0 else self.features
+
+    def tap_table(self) -> np.ndarray:
+        """(K, taps) float32: the taps of the node kernel each op uses (zeros for non-linear)."""
+        return np.stack([tap_mask(s.kernel, self.max_kernel, self.rank) if s.kind == "linear"
+                         else np.zeros(self.taps, np.float32) for s in self.specs])
+
+
+def make_layout(space: Space, input_shape: tuple[int, ...], num_classes: int,
+                config: ModelConfig) -> Layout:
+    """Checks that the interpreter can run ``space`` on this data and fixes the layout."""
+    input_shape = tuple(int(s) for s in input_shape)
+    if not 1 <= len(input_shape) <= 3 or min(input_shape) < 1:
+        raise ValueError("input_shape must be (features,), (length, channels) or "
+                         f"(height, width, channels) with positive sizes; got {input_shape}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2; got {num_classes}")
+    specs = tuple(parse_op(name) for name in space.op_names)
+    spatial = any(s.spatial for s in specs)
+    raw_input = isinstance(space, ChainSpace)
+    if raw_input:
+        if space.min_layers < 1:
+            raise ValueError("the interpreter needs chains of at least one layer (min_layers "
+                             ">= 1): the first layer reads the raw input")
+        if any(s.kind != "linear" or s.spatial for s in specs):
+            raise ValueError(f"chain space {space.name} may only hold dense ops; got "
+                             f"{', '.join(space.op_names)}")
+    named_widths = {s.width for s in specs if s.width is not None}
+    if spatial:
+        if named_widths - {config.width}:
+            raise ValueError(f"space {space.name} mixes convolutions with dense ops of their "
+                             f"own width ({sorted(named_widths)}); in spatial spaces every op "
+                             f"has ModelConfig.width = {config.width} channels")
+        if len(input_shape) == 1:
+            spatial_shape, in_channels = input_shape, 1
+        else:
+            spatial_shape, in_channels = input_shape[:-1], input_shape[-1]
+        features = config.width
+    else:
+        spatial_shape, in_channels = (), math.prod(input_shape)
+        unnamed = any(s.kind == "linear" and s.width is None for s in specs)
+        stem_or_unnamed = {config.width} if (unnamed or not raw_input) else set()
+        features = max(named_widths | stem_or_unnamed)
+    return Layout(space=space, input_shape=input_shape, num_classes=num_classes, config=config,
+                  specs=specs, spatial_shape=tuple(spatial_shape), in_channels=in_channels,
+                  features=features, raw_input=raw_input)

@@ -1,0 +1,440 @@
+"""The padded interpreter: one program runs every architecture of a space.
+
+``make_model(space, input_shape, num_classes, config)`` returns a ``Model`` of pure
+functions. It is a factory rather than ``init(key, space, ...)`` / ``apply(params,
+arch, x)`` because the op semantics and all shapes come from the static space; the
+returned functions close over them, so ``apply`` takes only traced values and one
+compilation serves every architecture.
+
+Cell semantics (NAS-Bench-101's, with jaxnas's simplifications):
+
+* Node 0 holds the cell input: the stem's output in the first cell, the previous
+  cell's output afterwards. Node i (0 < i < N-1) sums the outputs of its
+  predecessors ``j`` with ``adj[j, i] == 1`` and applies its op. The output node sums
+  its predecessors. NAS-Bench-101 concatenates the output's inputs and projects the
+  cell input with 1x1 convolutions; jaxnas keeps a constant width so no projections
+  are needed and the output is a plain sum.
+* NAS-Bench-201's edge-labelled cell is stored by its space in node-op form (each
+  edge is a node), so "node = op(sum of predecessors)" is exactly NAS-Bench-201's
+  "cell node = sum over incoming edges of op(source)".
+* Only live nodes (on an input -> output path, NAS-Bench-101's pruning) produce
+  output; padding and dead nodes output zeros, so they cannot affect the logits and
+  an unpruned architecture computes the same function as its pruned form.
+
+Ops (see ``_ops.parse_op``): "dense[<w>]-<relu|tanh|gelu|linear>" is a dense layer
+with bias (units beyond the op's width are masked inside one width-D matmul);
+"conv<k>x<k>-bn-relu" is conv-norm-relu; NAS-Bench-201's "nor_conv_<k>x<k>" is
+relu-conv-norm; "maxpool<k>x<k>" / "avg_pool_<k>x<k>" pool (average excludes
+padding); "skip"/"skip_connect" is the identity, "zero"/"none" outputs zeros. All
+are stride 1 with 'same' padding, over one spatial axis (sequences) or two
+(images). Normalisation is a layer norm over channels with a learned scale and
+shift instead of batch norm, so parameters are the only state (no batch
+statistics); the PyTorch twin does the same.
+
+Macro skeleton: spaces with a convolution or a pooling op are spatial: the stem
+is conv-norm-relu to ``width`` channels over the data's spatial axes (flat features
+of size D are read as a length-D sequence with one channel), then ``num_cells``
+cells, global average pooling and a dense classifier. Other spaces are dense:
+the input is flattened, a dense-relu stem projects it to ``width`` units (chain
+spaces such as ``mlp`` have no stem: their first layer reads the flattened input
+directly, as a plain MLP does), then the cells and the classifier.
+
+One architecture's program: every node runs one kernel of the space's largest
+size; a 1x1 op masks that kernel to its centre tap and ops that differ only in
+width, activation, bias or normalisation share the matmul, so a node costs one
+convolution / matmul whatever its op (``lax.switch`` under vmap would run every
+branch). Convolutions are im2col matmuls: vmapped over a population they become
+batched matmuls, which XLA's CPU backend runs about 1.7x faster (forward and
+backward) than the grouped convolution vmap makes of ``lax.conv``. Pools are
+separable chains of element-wise maxima / sums, 6x faster to differentiate than
+``reduce_window``. Padding and dead nodes compute on zeros and are selected away
+(the double where), so they can produce neither values nor NaN gradients.
+
+Walking the nodes (``ModelConfig.node_loop``), measured on the 2-core CPU of
+PERF_NOTES.md while other jobs shared it, so about +-30% (CPU seconds; jitted adam
+step, vmap over P, batch 64, width 32, digits):
+
+=============  ==  ===================  ===================
+space          P   unroll: compile/step  scan: compile/step
+=============  ==  ===================  ===================
+dag            4   3.5 s / 0.6 ms        2.4 s / 1.1 ms
+mlp            4   2.4 s / 2.0 ms        2.4 s / 3.0 ms
+nasbench101    4   13.4 s / 0.32 s       3.9 s / 0.41 s
+nasbench201    4   15.5 s / 0.55 s       3.7 s / 0.43 s
+nasbench101    16  12.9 s / 1.63 s       4.1 s / 1.90 s
+nasbench201    16  15.5 s / 2.50 s       3.8 s / 2.00 s
+=============  ==  ===================  ===================
+
+The Python loop is about 2x faster in dense cells and compiles as fast; in
+convolutional cells neither loop is consistently faster (within 25%), while
+``lax.scan`` compiles 3-4x faster (XLA fuses the unrolled nodes' select chains
+into every consumer), so "auto" scans spatial cells and unrolls dense ones.
+Big populations fall out of cache: per candidate, the im2col convolution runs
+2.7x faster at P=1 than at P=16, a whole NAS-Bench-101 step 1.3x faster at P=2-4,
+so the trainer should chunk the population axis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.arch._encoding import Arch, live_nodes
+from jaxnas.nn import _cost
+from jaxnas.nn._layout import Layout, ModelConfig, make_layout
+from jaxnas.nn._ops import ACTIVATIONS, channels, conv, norm, pool, tap_mask
+from jaxnas.spaces import Space
+
+Params = Any
+
+
+class Model(NamedTuple):
+    """Pure functions of one (space, input shape, classes, config).
+
+    Attributes:
+      init: key -> params of one architecture; every architecture of the space uses
+        the same shapes, so ``vmap(init)`` over keys gives a population's params.
+      apply: (params, arch, x (B, *input_shape)) -> logits (B, num_classes) for one
+        architecture; jittable, vmappable over (params, arch).
+      apply_relaxed: (params, adj_weights (N, N), op_weights (N, K), x) -> logits:
+        the continuous (DARTS) relaxation; node input = sum_j adj_weights[j, i] h_j,
+        node output = sum_k op_weights[i, k] op_k(input). With a 0/1 adjacency and
+        one-hot ops it equals ``apply``.
+      num_params: arch -> useful parameter count (live nodes, at the widths they
+        read and write); works on one Arch or a population (shape batch_shape).
+      flops: arch -> useful forward FLOPs per example (a multiply-add is 2 FLOPs;
+        stem, node and classifier matmuls and convolutions; element-wise work is not
+        counted); same batching.
+      executed_flops: the forward FLOPs per example the padded program executes,
+        counted the same way; equal for every architecture.
+      layout: the static layout (shapes, op specs) the functions close over.
+    """
+
+    init: Callable[[jax.Array], Params]
+    apply: Callable[[Params, Arch, jax.Array], jax.Array]
+    apply_relaxed: Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array]
+    num_params: Callable[[Arch], jax.Array]
+    flops: Callable[[Arch], jax.Array]
+    executed_flops: int
+    layout: Layout
+
+
+def make_model(space: Space, input_shape: tuple[int, ...], num_classes: int,
+               config: ModelConfig = ModelConfig()) -> Model:  # noqa: B008 (frozen)
+    """Builds the padded interpreter for ``space`` on data of ``input_shape``.
+
+    Args:
+      space: the search space (static).
+      input_shape: one example's shape: (features,), (length, channels) or
+        (height, width, channels).
+      num_classes: number of logits.
+      config: width, number of cells and stem kernel.
+
+    Raises:
+      ValueError: for an op name the interpreter does not know, or a space that
+        cannot run on this input shape.
+    """
+    layout = make_layout(space, input_shape, num_classes, config)
+    # init and the counts are jitted here because callers often run them eagerly (one
+    # compile instead of one per random draw); apply is left to the caller's jit.
+    return Model(
+        init=jax.jit(lambda key: init_params(layout, key)),
+        apply=lambda params, arch, x: _forward(layout, params, arch.adj, arch.ops, x, True),
+        apply_relaxed=lambda params, adj_weights, op_weights, x: _forward(
+            layout, params, adj_weights, op_weights, x, False),
+        num_params=jax.jit(lambda arch: _cost.num_params(layout, arch)),
+        flops=jax.jit(lambda arch: _cost.flops(layout, arch)),
+        executed_flops=_cost.executed_flops(layout),
+        layout=layout,
+    )
+
+
+class _Leaf(NamedTuple):
+    """How one parameter array starts: He-normal with ``std``, or all ``fill``."""
+
+    shape: tuple[int, ...]
+    std: float = 0.0
+    fill: float = 0.0
+
+
+def _he(shape: tuple[int, ...], fan_in: int, gain: float = 2.0) -> _Leaf:
+    return _Leaf(shape, std=math.sqrt(gain / fan_in))
+
+
+def _skeleton(layout: Layout) -> Params:
+    """The parameter pytree with ``_Leaf`` descriptions as leaves."""
+    d = layout.features
+    width = layout.stem_width()
+    params: dict[str, Any] = {}
+    if layout.spatial:
+        params["stem"] = {
+            "kernel": _he((layout.stem_taps, layout.in_channels, width),
+                          layout.stem_taps * layout.in_channels),
+            "scale": _Leaf((width,), fill=1.0), "shift": _Leaf((width,))}
+    elif not layout.raw_input:
+        params["stem"] = {"kernel": _he((1, layout.in_channels, width), layout.in_channels),
+                          "bias": _Leaf((width,))}
+    cells = []
+    m = layout.num_stacked
+    for index in range(layout.config.num_cells):
+        nodes = {}
+        if layout.linear_specs:
+            nodes["kernel"] = _he((m, layout.taps, d, d), layout.taps * d)
+        if layout.has_bias:
+            nodes["bias"] = _Leaf((m, d))
+        if layout.has_norm:
+            nodes["scale"] = _Leaf((m, d), fill=1.0)
+            nodes["shift"] = _Leaf((m, d))
+        cell = {"nodes": nodes}
+        if layout.raw_input:
+            fan_in = layout.cell_input_features(index)
+            cell["input"] = {"kernel": _he((1, fan_in, d), fan_in), "bias": _Leaf((d,))}
+        cells.append(cell)
+    params["cells"] = cells
+    params["head"] = {"kernel": _he((d, layout.num_classes), d, gain=1.0),
+                      "bias": _Leaf((layout.num_classes,))}
+    return params
+
+
+def init_params(layout: Layout, key: jax.Array) -> Params:
+    """Parameters of one architecture (every architecture of the space has these shapes).
+
+    Kernels are He-normal for their full padded fan-in (LeCun for the classifier),
+    biases and norm shifts zero, norm scales one.
+
+    Returns:
+      {"stem": ..., "cells": [cell, ...], "head": {"kernel": (D, classes), "bias": ...}}.
+      A cell holds ``nodes``: node kernels (M, taps, D, D) (M stacked nodes, taps =
+      max_kernel ** rank), and where the space needs them biases, norm scales and
+      shifts (M, D); chain cells also hold ``input``: node 1's (1, d, D) kernel and bias.
+    """
+    skeleton = _skeleton(layout)
+    leaves, treedef = jax.tree_util.tree_flatten(
+        skeleton, is_leaf=lambda leaf: isinstance(leaf, _Leaf))
+    sizes = [math.prod(leaf.shape) if leaf.std else 0 for leaf in leaves]
+    # One draw for all kernels: compiling a random normal per array shape dominated init.
+    noise = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    arrays, start = [], 0
+    for leaf, size in zip(leaves, sizes, strict=True):
+        if leaf.std:
+            arrays.append(noise[start:start + size].reshape(leaf.shape) * leaf.std)
+        else:
+            arrays.append(jnp.full(leaf.shape, leaf.fill, jnp.float32))
+        start += size
+    return jax.tree_util.tree_unflatten(treedef, arrays)
+
+
+def _stem(layout: Layout, params: Params, x: jax.Array) -> jax.Array:
+    """(B, *input_shape) -> node 0 of the first cell: (B, *spatial, D) or (B, d)."""
+    batch = x.shape[0]
+    if not layout.spatial:
+        x = x.reshape(batch, -1)
+        if layout.raw_input:
+            return x
+        h = jax.nn.relu(x @ params["stem"]["kernel"][0] + channels(params["stem"]["bias"], 2))
+    else:
+        x = x.reshape(batch, *layout.spatial_shape, layout.in_channels)
+        stem = params["stem"]
+        h = jax.nn.relu(norm(conv(x, stem["kernel"]), stem["scale"], stem["shift"]))
+    pad = layout.features - h.shape[-1]
+    return jnp.pad(h, [(0, 0)] * (h.ndim - 1) + [(0, pad)]) if pad else h
+
+
+def _head(params: Params, h: jax.Array) -> jax.Array:
+    pooled = h.mean(axis=tuple(range(1, h.ndim - 1))) if h.ndim > 2 else h
+    return pooled @ params["head"]["kernel"] + channels(params["head"]["bias"], 2)
+
+
+def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: jax.Array,
+             hard: bool) -> jax.Array:
+    """Logits (B, num_classes) of one architecture (hard) or one relaxation (soft).
+
+    Hard: ``adj`` (N, N) 0/1 and ``ops`` (N,) op ids; soft: ``adj`` (N, N) float edge
+    weights and ``ops`` (N, K) float op weights.
+    """
+    n, k = layout.num_nodes, len(layout.specs)
+    if x.shape[1:] != layout.input_shape:
+        raise ValueError(f"x must have shape (batch, *{layout.input_shape}); got {x.shape}")
+    if adj.shape != (n, n):
+        raise ValueError(f"the adjacency must have shape ({n}, {n}); got {adj.shape}")
+    live = live_nodes(adj != 0)
+    if hard:
+        if ops.shape != (n,):
+            raise ValueError(f"ops must have shape ({n},); got {ops.shape} (vmap populations)")
+        # Dead and padding nodes get op id -1, which no op matches, so they output zeros.
+        choice = jnp.where(live, ops, -1)
+        edges = (adj != 0) & live[:, None]
+    else:
+        if ops.shape != (n, k):
+            raise ValueError(f"op_weights must have shape ({n}, {k}); got {ops.shape}")
+        choice = jnp.where(live[:, None], ops.astype(jnp.float32), 0.0)
+        edges = adj.astype(jnp.float32)
+    h = _stem(layout, params, x)
+    for cell in params["cells"]:
+        h = _cell(layout, cell, h, edges, choice, hard)
+    return _head(params, h)
+
+
+def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -> jax.Array:
+    """sum_j edges[j] * states[j] over stacked states (M, ...) or a list of M states;
+    edges (M,) bool (hard) or float (soft)."""
+    # Hard edges select rather than multiply: a non-finite value on a node that is not
+    # a predecessor cannot leak into this node (or its gradient) as 0 * inf.
+    if isinstance(states, list):
+        total = None
+        for j, state in enumerate(states):
+            term = jnp.where(edges[j], state, 0.0) if hard else edges[j] * state
+            total = term if total is None else total + term
+        return total
+    weights = edges.reshape(edges.shape + (1,) * (states.ndim - 1))
+    if hard:
+        return jnp.where(weights, states, 0.0).sum(0)
+    return (weights * states).sum(0)
+
+
+def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice: jax.Array,
+          hard: bool) -> jax.Array:
+    """One cell: node 0 = h0 (B, *spatial, d0); returns the output node (B, *spatial, D).
+
+    In chain spaces node 0 holds the raw flattened input of its own size d0; only
+    node 1 reads it, with the cell's ``input`` kernel (other edges out of node 0 are
+    ignored, a chain has none).
+    """
+    n, first = layout.num_nodes, layout.first_node
+    states = [h0]
+    if layout.raw_input:
+        node1 = _node(layout, cell["input"], _gather(edges[:1, 1], [h0], hard), choice[1], hard)
+        states = [jnp.zeros_like(node1), node1]
+    nodes = cell["nodes"]
+    if layout.scan_nodes and layout.num_stacked:
+        # Node first-1 (the cell input, or node 1 in chains) seeds a buffer of all N
+        # node values; chains leave node 0's slot at zero (only node 1 reads it).
+        buffer = jnp.zeros((n,) + states[-1].shape, h0.dtype).at[first - 1].set(states[-1])
+
+        def step(buffer, xs):
+            node_params, node_edges, node_choice, index = xs
+            out = _node(layout, node_params, _gather(node_edges, buffer, hard), node_choice,
+                        hard)
+            return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), None
+
+        xs = (nodes, edges[:, first:n - 1].T, choice[first:n - 1], jnp.arange(first, n - 1))
+        buffer, _ = jax.lax.scan(step, buffer, xs)
+        return _gather(edges[:, n - 1], buffer, hard)
+    for i in range(first, n - 1):
+        node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], nodes)
+        inp = _gather(edges[first - 1:i, i], states[first - 1:], hard)
+        states.append(_node(layout, node_params, inp, choice[i], hard))
+    return _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], hard)
+
+
+def _node(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
+          hard: bool) -> jax.Array:
+    """One node on its summed input (B, *spatial, D): op id ``choice`` (hard; -1 for an
+    inactive node) or the op mixture ``choice`` (K,) (soft)."""
+    return _node_hard(layout, params, inp, choice) if hard else _node_soft(layout, params, inp,
+                                                                          choice)
+
+
+def _activate(layout: Layout, z: jax.Array, op: jax.Array) -> jax.Array:
+    """The activation of op id ``op`` (clipped to a valid id) applied to z."""
+    names = sorted({s.activation for s in layout.linear_specs})
+    if len(names) == 1:
+        return ACTIVATIONS[names[0]](z)
+    which = jnp.asarray([names.index(s.activation) if s.kind == "linear" else 0
+                         for s in layout.specs])[op]
+    out = ACTIVATIONS[names[0]](z)
+    for index, name in enumerate(names[1:], start=1):
+        out = jnp.where(which == index, ACTIVATIONS[name](z), out)
+    return out
+
+
+def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array) -> jax.Array:
+    """One node running op id ``choice``: one convolution / matmul whatever the op.
+
+    Linear ops share the node kernel, masked to the op's taps, and the input relu when
+    the op wants it; bias, normalisation, activation and width are then selected per op,
+    so ops that differ only in those share the matmul.
+    """
+    specs = layout.specs
+    d = layout.features
+    active = choice >= 0
+    op = jnp.maximum(choice, 0)
+    # Double where: an inactive node computes on zeros, so whatever its input holds, no
+    # inf or NaN can arise in the branch that the final select discards.
+    inp = jnp.where(active, inp, 0.0)
+
+    def per_op(values) -> jax.Array:
+        return jnp.asarray(values)[op]
+
+    groups: list[tuple[jax.Array, jax.Array]] = []
+    if layout.linear_specs:
+        linear = layout.linear_specs
+        conv_in = inp
+        if all(s.pre_relu for s in linear):
+            conv_in = jax.nn.relu(inp)
+        elif any(s.pre_relu for s in linear):
+            conv_in = jnp.where(per_op([s.pre_relu for s in specs]), jax.nn.relu(inp), inp)
+        kernel = params["kernel"]
+        if len({s.kernel for s in linear}) > 1:
+            kernel = kernel * per_op(layout.tap_table())[:, None, None]
+        z = conv(conv_in, kernel)
+        if layout.has_bias:
+            biased = z + channels(params["bias"], z.ndim)
+            z = biased if all(s.bias for s in linear) else jnp.where(
+                per_op([s.bias for s in specs]), biased, z)
+        if layout.has_norm:
+            normed = norm(z, params["scale"], params["shift"])
+            z = normed if all(s.norm for s in linear) else jnp.where(
+                per_op([s.norm for s in specs]), normed, z)
+        z = _activate(layout, z, op)
+        widths = [layout.op_width(s) if s.kind == "linear" else d for s in specs]
+        if min(widths) < d:
+            units = per_op(np.arange(d)[None, :] < np.array(widths)[:, None])
+            z = jnp.where(channels(units, z.ndim), z, 0.0)
+        groups.append((per_op([s.kind == "linear" for s in specs]), z))
+    for kind, size in sorted({(s.pool, s.kernel) for s in specs if s.kind == "pool"}):
+        chosen = per_op([s.kind == "pool" and (s.pool, s.kernel) == (kind, size) for s in specs])
+        groups.append((chosen, pool(inp, kind, size)))
+    if any(s.kind == "skip" for s in specs):
+        groups.append((per_op([s.kind == "skip" for s in specs]), inp))
+    out = jnp.zeros(inp.shape[:-1] + (d,), inp.dtype)
+    for chosen, value in groups:
+        out = jnp.where(active & chosen, value, out)
+    return out
+
+
+def _node_soft(layout: Layout, params: Params, inp: jax.Array, weights: jax.Array) -> jax.Array:
+    """One node's op mixture sum_k weights[k] * op_k(inp); each op computed on its own."""
+    d = layout.features
+    convs: dict[tuple[int, bool], jax.Array] = {}
+    out = jnp.zeros(inp.shape[:-1] + (d,), inp.dtype)
+    for k, spec in enumerate(layout.specs):
+        if spec.kind == "zero":
+            continue
+        if spec.kind == "linear":
+            key = (spec.kernel, spec.pre_relu)
+            if key not in convs:
+                used = tap_mask(spec.kernel, layout.max_kernel, layout.rank).nonzero()[0]
+                # A smaller kernel runs on its own taps only: cheaper than masking the big one.
+                convs[key] = conv(jax.nn.relu(inp) if spec.pre_relu else inp,
+                                  params["kernel"][used])
+            z = convs[key]
+            if spec.bias:
+                z = z + channels(params["bias"], z.ndim)
+            if spec.norm:
+                z = norm(z, params["scale"], params["shift"])
+            value = ACTIVATIONS[spec.activation](z)
+            width = layout.op_width(spec)
+            if width < d:
+                value = jnp.where(channels(jnp.arange(d) < width, value.ndim), value, 0.0)
+        elif spec.kind == "pool":
+            value = pool(inp, spec.pool, spec.kernel)
+        else:
+            value = inp
+        out = out + weights[k] * value
+    return out

@@ -175,16 +175,21 @@ def _export(args: argparse.Namespace) -> None:
         raise UsageError(str(error)) from None
     try:
         import torch
-    except ImportError:
-        raise UsageError("exporting to PyTorch needs torch (pip install 'jaxnas[benchmarks]')") \
-            from None
-    from jaxnas.nn import torch_state_dict
 
-    arrays = torch_state_dict(predictor.model, predictor.params, predictor.arch)
+        from benchmarks.twin import export_state_dict
+    except ImportError:
+        raise UsageError("exporting to PyTorch needs torch and the benchmarks package "
+                         "(pip install -e '.[benchmarks]' from the jaxnas repository)") from None
+    from jaxnas.nn import ModelConfig
+
+    state = export_state_dict(predictor.space, predictor.arch, predictor.params,
+                              predictor.input_shape, predictor.num_classes,
+                              ModelConfig(width=predictor.width))
     target = Path(args.torch)
     tmp = target.with_name(f".{target.name}.tmp")
-    torch.save({name: torch.from_numpy(value) for name, value in arrays.items()}, tmp)
+    torch.save(state, tmp)
     tmp.replace(target)
+    arrays = state
     print(f"wrote {len(arrays)} tensors to {target}")
 
 

@@ -697,8 +697,10 @@ class Predictor:
         self.arch = from_json(json.loads((best / "arch.json").read_text()),
                               self.space.op_names)
         self.input_shape = tuple(meta["input_shape"])
-        self.model = make_model(self.space, self.input_shape, meta["num_classes"],
-                                ModelConfig(width=meta["width"]))
+        self.num_classes = int(meta["num_classes"])
+        self.width = int(meta["width"])
+        self.model = make_model(self.space, self.input_shape, self.num_classes,
+                                ModelConfig(width=self.width))
         template = self.model.init(jax.random.key(0))
         self.params = serialization.from_bytes(template, (best / "params.msgpack").read_bytes())
         self.mean = None if meta["mean"] is None else np.asarray(meta["mean"], np.float32)

@@ -201,3 +201,22 @@ def test_space_show(finished_run, tmp_path):
     broken.write_text('{"nodes": ["input", "output"], "edges": [[1, 0]]}')
     result = _cli("space", "show", str(broken), check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_export_to_torch_gives_the_same_predictions(finished_run, tmp_path):
+    torch = pytest.importorskip("torch", reason="the torch export needs the benchmarks extra")
+    from benchmarks.twin import SeedModule
+    from jaxnas.nn import ModelConfig
+
+    out, _ = finished_run
+    target = tmp_path / "best.pt"
+    result = _cli("export", str(out), "--torch", str(target))
+    assert "wrote" in result.stdout
+    predictor = jaxnas.load(out)
+    module = SeedModule(predictor.space, predictor.arch, predictor.input_shape,
+                        predictor.num_classes, ModelConfig(width=predictor.width))
+    module.load_state_dict(torch.load(target))
+    x = jaxnas.data.load("digits", seed=3).x_test[:50]
+    with torch.no_grad():
+        logits = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(logits, predictor.logits(x, normalised=True), atol=1e-4)

@@ -25,8 +25,9 @@ Proxies (one minibatch x (B, *input_shape), y (B,)):
 * ``grad_norm``: the L2 norm of d(mean cross-entropy)/d(all params).
 * ``snip``: sum |theta * dL/dtheta| with the same loss.
 * ``jacob_cov`` (Mellor et al. 2020, v1): J (B, F) = d(sum of logits)/dx per example,
-  flattened; C = correlation matrix of J's rows (B, B) with eigenvalues e; score =
-  -sum(log(e + 1e-5) + 1 / (e + 1e-5)).
+  flattened; C = correlation matrix of J's rows (B, B) with eigenvalues e (clipped at
+  0); score = -sum(log(e + 1e-5) + 1 / (e + 1e-5)). A constant row of J (no input
+  dependence on that example) gets a zero row in C instead of NaN.
 """
 
 from __future__ import annotations
@@ -90,10 +91,12 @@ def _jacob_cov_one(model, params, arch, x, y):
     jac = jax.grad(lambda xs: jnp.sum(model.apply(params, arch, xs)))(x)
     jac = jac.reshape(x.shape[0], -1)
     centred = jac - jac.mean(axis=1, keepdims=True)
-    norms = jnp.sqrt(jnp.sum(centred * centred, axis=1))
+    # A constant Jacobian row (e.g. every unit dead on that example) has no correlation:
+    # its row of C is zero rather than NaN, so the score is finite and very low.
+    norms = jnp.maximum(jnp.sqrt(jnp.sum(centred * centred, axis=1)), 1e-12)
     unit = centred / norms[:, None]
     corr = unit @ unit.T
-    eig = jnp.linalg.eigvalsh(corr)
+    eig = jnp.maximum(jnp.linalg.eigvalsh(corr), 0.0)  # PSD: negatives are rounding
     return -jnp.sum(jnp.log(eig + _EPS) + 1.0 / (eig + _EPS))
 
 
@@ -125,10 +128,25 @@ def node_values(model: Model, params: Params, arch: Arch,
             node1 = _node(layout, cell["input"], _gather(edges[:1, 1], [h], True), choice[1],
                           True)
             states = [jnp.zeros_like(node1), node1]
-        for i in range(first, n - 1):
-            node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], cell["nodes"])
-            inp = _gather(edges[first - 1:i, i], states[first - 1:], True)
-            states.append(_node(layout, node_params, inp, choice[i], True))
+        if layout.scan_nodes and layout.num_stacked:
+            # As in ``_model._cell``: the scan's final buffer holds every node's value.
+            buffer = jnp.zeros((n,) + states[-1].shape, h.dtype).at[first - 1].set(states[-1])
+
+            def step(buffer, xs):
+                node_params, node_edges, node_choice, index = xs
+                out = _node(layout, node_params, _gather(node_edges, buffer, True), node_choice,
+                            True)
+                return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), None
+
+            xs = (cell["nodes"], edges[:, first:n - 1].T, choice[first:n - 1],
+                  jnp.arange(first, n - 1))
+            buffer, _ = jax.lax.scan(step, buffer, xs)
+            states = list(buffer[:n - 1])
+        else:
+            for i in range(first, n - 1):
+                node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], cell["nodes"])
+                inp = _gather(edges[first - 1:i, i], states[first - 1:], True)
+                states.append(_node(layout, node_params, inp, choice[i], True))
         values.extend(states[1:])
         h = _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], True)
     return values, _head(params, h)

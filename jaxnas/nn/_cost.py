@@ -1,13 +1,14 @@
 """Analytic, vectorised parameter and FLOP counts of architectures.
 
-"Useful" counts cover the stem, the classifier and the live compute nodes, at the
-widths they actually read and write: a dense node reads the widest of its live
-predecessors (a skip or pool passes its input's width on; a zero / none op is
-counted as a full-width node, since counts do not look at values), a 1x1 op uses
-one tap of the node kernel. FLOPs count 2 per multiply-add of matmuls and
-convolutions only ('same' padding counted as full windows); bias, activation,
-normalisation, pooling and node sums are not counted, for useful and executed
-FLOPs alike, so their ratio measures the padded program's matmul waste.
+"Useful" counts cover the stem, the classifier and the live compute nodes (on an
+input -> output path), at the widths they actually read and write: a node reads the
+widest of its live predecessors; a dense or conv op writes its own width; skip,
+pool and zero / none ops pass their input's width on (counts follow the graph, not
+values, as NAS-Bench-201's do: a convolution fed only by a "none" edge still
+counts); a 1x1 op uses one tap of the node kernel. FLOPs count 2 per multiply-add of
+matmuls and convolutions only ('same' padding counted as full windows); bias,
+activation, normalisation, pooling and node sums are not counted, for useful and
+executed FLOPs alike, so their ratio measures the padded program's matmul waste.
 """
 
 from __future__ import annotations

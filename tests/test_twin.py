@@ -1,0 +1,164 @@
+"""jaxnas's padded interpreter against its PyTorch twins (benchmarks/twin.py).
+
+For random architectures of every built-in space on digits- and mnist1d-shaped
+inputs: equal logits for the same weights and minibatch, and equal losses over
+20 SGD steps on the same minibatches, between jaxnas, ``TorchPadded`` and the
+seed-style ``SeedModule``; ``SeedModule``'s parameter count is ``num_params``.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip(
+    "torch", reason="the PyTorch twin needs torch (pip install 'jaxnas[benchmarks]')")
+
+import jax  # noqa: E402
+import optax  # noqa: E402
+
+import jaxnas.spaces  # noqa: E402
+from benchmarks import twin  # noqa: E402
+from jaxnas.arch._encoding import unstack  # noqa: E402
+from jaxnas.nn import ModelConfig, make_model  # noqa: E402
+
+SHAPES = {"digits": (8, 8, 1), "mnist1d": (40, 1)}
+NUM_CLASSES = 5
+POPULATION = 2
+STEPS = 20
+BATCH = 8
+LR = 0.05
+
+
+@functools.cache
+def _population(space_name):
+    """A few random architectures, sampled once per space (sampling compiles a loop)."""
+    space = jaxnas.spaces.get(space_name)
+    return space, space.sample(jax.random.key(7), POPULATION)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _random_params(model, rng):
+    """Population params drawn on the host (no init to compile): kernels scaled by their
+    fan-in, and random biases, norm scales and shifts too."""
+
+    def draw(path, s):
+        name = jax.tree_util.keystr(path)
+        scale = 0.5
+        if "kernel" in name:  # (..., taps, in, out) or (in, out)
+            scale = 1 / np.sqrt(s.shape[-2] * (s.shape[-3] if len(s.shape) > 2 else 1))
+        return (scale * rng.normal(size=(POPULATION,) + s.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, jax.eval_shape(model.init, jax.random.key(0)))
+
+
+def _jax_run(model, params, population, x, y, indices):
+    """One compiled program: the logits on the first minibatch, the losses of STEPS SGD
+    steps (vmapped over the population) and the useful parameter counts."""
+
+    def loss_fn(p, arch, xb, yb):
+        logits = model.apply(p, arch, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean(), logits
+
+    opt = optax.sgd(LR)
+
+    @jax.jit
+    def run(params, population, x, y, indices):
+        def step(carry, batch):
+            params, state = carry
+            (loss, logits), grads = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True),
+                                             (0, 0, None, None))(
+                params, population, x[batch], y[batch])
+            updates, state = jax.vmap(opt.update)(grads, state)
+            return (optax.apply_updates(params, updates), state), (loss, logits)
+
+        _, (losses, logits) = jax.lax.scan(step, (params, jax.vmap(opt.init)(params)), indices)
+        # The first step's logits come from the initial params.
+        return logits[0], losses, model.num_params(population)
+
+    return run(params, population, x, y, indices)
+
+
+def _torch_losses(module, forward, x, y, indices):
+    opt = torch.optim.SGD(module.parameters(), lr=LR)
+    losses = []
+    for batch in indices:
+        loss = torch.nn.functional.cross_entropy(forward(x[batch]), y[batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return np.array(losses)
+
+
+@pytest.mark.parametrize("shape_name", SHAPES)
+@pytest.mark.parametrize("space_name", jaxnas.spaces.names())
+def test_jax_and_torch_agree(space_name, shape_name):
+    shape = SHAPES[shape_name]
+    space, population = _population(space_name)
+    # Two cells test the cell stacking; every space stacks cells the same way, so the
+    # cheap dense cells on digits-shaped data cover it and the rest compile one cell.
+    stacked = space_name in ("mlp", "dag") and shape_name == "digits"
+    config = ModelConfig(width=6, num_cells=2 if stacked else 1)
+    model = make_model(space, shape, NUM_CLASSES, config)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(32,) + shape).astype(np.float32)
+    y = rng.integers(0, NUM_CLASSES, 32).astype(np.int32)
+    indices = twin.minibatch_indices(len(x), STEPS, BATCH, seed=3)
+
+    params = _random_params(model, rng)
+    logits, losses, num_params = jax.tree_util.tree_map(
+        np.asarray, _jax_run(model, params, population, x, y, indices))
+    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    for i, arch in enumerate(unstack(population)):
+        own = jax.tree_util.tree_map(lambda a, i=i: a[i], params)
+        padded = twin.TorchPadded(space, shape, NUM_CLASSES, config, params=own)
+        seed = twin.SeedModule(space, arch, shape, NUM_CLASSES, config).load_jax_params(own)
+        assert sum(p.numel() for p in seed.parameters()) == num_params[i]
+        with torch.no_grad():
+            first = x_t[indices[0]]
+            np.testing.assert_allclose(padded(arch, first).numpy(), logits[i], rtol=1e-5,
+                                       atol=1e-5)
+            np.testing.assert_allclose(seed(first).numpy(), logits[i], rtol=1e-5, atol=1e-5)
+        for module, forward in ((padded, lambda xb, m=padded, a=arch: m(a, xb)),
+                                (seed, seed)):
+            np.testing.assert_allclose(_torch_losses(module, forward, x_t, y_t, indices),
+                                       losses[:, i], rtol=1e-4, atol=1e-4)
+
+
+def test_export_state_dict_runs_in_a_fresh_module():
+    space = jaxnas.spaces.get("nasbench201")
+    shape = SHAPES["digits"]
+    config = ModelConfig(width=4)
+    arch = unstack(_population("nasbench201")[1])[0]
+    model = make_model(space, shape, NUM_CLASSES, config)
+    params = jax.tree_util.tree_map(lambda a: a[0], _random_params(model, np.random.default_rng(0)))
+    state = twin.export_state_dict(space, arch, params, shape, NUM_CLASSES, config)
+    fresh = twin.SeedModule(space, arch, shape, NUM_CLASSES, config)
+    fresh.load_state_dict(state)
+    loaded = twin.SeedModule(space, arch, shape, NUM_CLASSES, config).load_jax_params(params)
+    x = torch.randn((3,) + shape)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), loaded(x))
+
+
+def test_train_seed_style_same_minibatches_for_every_candidate():
+    from jaxnas.data import from_arrays
+
+    rng = np.random.default_rng(0)
+    data = from_arrays(rng.normal(size=(60, 6)).astype(np.float32), np.arange(60) % 3)
+    space = jaxnas.spaces.get("mlp")
+    population = space.sample(jax.random.key(0), 2)
+    results = twin.train_seed_style(space, population, data, steps=3, batch_size=8, lr=1e-2)
+    assert [set(r) for r in results] == [{"train_loss", "val_loss", "val_accuracy",
+                                          "num_params"}] * 2
+    model = make_model(space, data.input_shape, data.num_classes)
+    assert [r["num_params"] for r in results] == list(np.asarray(model.num_params(population)))
+    assert twin.minibatch_indices(10, 7, 4).shape == (7, 4)

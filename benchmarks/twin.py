@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jaxnas.arch._encoding import Arch, unstack
+from jaxnas.arch._graph import live_mask
 from jaxnas.nn import Layout, ModelConfig, OpSpec, make_layout, make_model, tap_mask
 from jaxnas.nn._ops import NORM_EPS
 from jaxnas.spaces import Space
@@ -57,16 +58,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
 
 def _host_live(adj: np.ndarray) -> np.ndarray:
     """(N,) bool: nodes on an input -> output path (host, one architecture)."""
-    n = len(adj)
-    forward = np.zeros(n, bool)
-    forward[0] = True
-    for j in range(1, n):
-        forward[j] = (forward[:j] & (adj[:j, j] != 0)).any()
-    backward = np.zeros(n, bool)
-    backward[-1] = True
-    for i in range(n - 2, -1, -1):
-        backward[i] = (backward[i + 1:] & (adj[i, i + 1:] != 0)).any()
-    return forward & backward & forward[-1]
+    live = live_mask(adj)
+    return np.zeros(len(adj), bool) if live is None else live
 
 
 def _channels_first(layout: Layout, x: torch.Tensor) -> torch.Tensor:

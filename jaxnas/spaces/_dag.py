@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxnas.arch import _encoding as enc
 from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch
+from jaxnas.arch._graph import live_mask
 from jaxnas.spaces._base import Space, differs, pick, unique_population, until_valid
 
 _ENUMERATE_LIMIT = 2_000_000
@@ -23,18 +24,9 @@ def _ends(n: int) -> jax.Array:
 
 def _host_prune(adj: np.ndarray, ops: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """In-place pruning on the host (dead nodes become PAD); None if disconnected."""
-    n = len(ops)
-    forward = np.zeros(n, bool)
-    forward[0] = True
-    for j in range(1, n):
-        forward[j] = (forward[:j] & (adj[:j, j] != 0)).any()
-    backward = np.zeros(n, bool)
-    backward[-1] = True
-    for i in range(n - 2, -1, -1):
-        backward[i] = (backward[i + 1:] & (adj[i, i + 1:] != 0)).any()
-    if not forward[-1]:
+    keep = live_mask(adj)
+    if keep is None:
         return None
-    keep = forward & backward
     return adj * np.outer(keep, keep).astype(np.int8), np.where(keep, ops, PAD).astype(np.int32)
 
 

@@ -124,7 +124,8 @@ def _search(args: argparse.Namespace) -> None:
         "width", "objective", "final_steps") if getattr(args, key) is not None}
     if args.lr is not None:
         options["learning_rate"] = args.lr
-    if args.resume is not None and (options or args.space or args.strategy or args.dataset):
+    given = options or args.space or args.strategy or args.dataset or args.seed is not None
+    if args.resume is not None and (given or args.budget_evals is not None):
         raise UsageError("--resume continues a run with its own settings; give no other options")
     progress = _Progress(args.quiet)
     try:
@@ -132,7 +133,7 @@ def _search(args: argparse.Namespace) -> None:
             space=args.space or "mlp", strategy=args.strategy or "evolution",
             data=args.dataset or "digits",
             budget=args.budget_evals if args.budget_evals is not None else 96,
-            seed=args.seed, out=args.out or args.resume, resume=args.resume is not None,
+            seed=args.seed or 0, out=args.out or args.resume, resume=args.resume is not None,
             progress=progress, **options)
     except SearchError as error:
         raise UsageError(str(error)) from None
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--width", type=_positive_int, help="cell width (channels or units)")
     run.add_argument("--final-steps", type=_positive_int,
                      help="training steps when retraining the best on train+val")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, help="the run's seed (default 0)")
     run.add_argument("--objective", choices=("loss", "loss+params", "loss+flops"))
     run.add_argument("--out", help="new run directory for the log, checkpoint, plots and model")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR")

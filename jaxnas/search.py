@@ -163,12 +163,24 @@ class SearchResult:
             f"validation loss {self.best.val_loss:.4f}, accuracy {self.best.val_acc:.4f}; "
             f"{self.best.params:,} params, {self.best.flops:,} FLOPs/example",
             f"test accuracy after retraining on train+val: {self.test_accuracy:.4f}",
-            f"{len(self.history)} unique evaluations in {self.generations} generations, "
+            f"{len(self.history)} unique evaluations in {self.generations} "
+            f"generation{'s' if self.generations != 1 else ''}, "
             f"{self.wall_seconds:.1f} s",
         ]
         if self.out is not None:
             lines.append(f"run directory: {self.out}")
         return "\n".join(lines)
+
+
+def _rungs_within(budget: int, population: int, eta: int = 3, most: int = 4) -> int:
+    """Rungs of a successive-halving bracket whose evaluations fit the budget.
+
+    A bracket of s + 1 rungs evaluates population * (eta**s + ... + eta + 1) archs.
+    """
+    rungs = 1
+    while rungs < most and population * sum(eta**i for i in range(rungs + 1)) <= budget:
+        rungs += 1
+    return rungs
 
 
 def _arch_keys(seed_key: jax.Array, hashes: list[str]) -> jax.Array:
@@ -230,6 +242,7 @@ class _Run:
             config["weights"] = (1.0, 0.1)
         if self.config.strategy in ("halving", "hyperband"):
             config["max_steps"] = self.config.steps
+            config["rungs"] = _rungs_within(self.config.budget_evals, self.config.population)
         if self.config.strategy == "zero_cost":
             from jaxnas.nn.proxies import make_score_fn
 
@@ -439,6 +452,12 @@ def search(space: str = SearchConfig.space, strategy: str = SearchConfig.strateg
         if out is None:
             raise SearchError("resume needs the run directory")
         config, dataset = _read_config(out)
+        if config.dataset == "arrays":
+            if isinstance(data, str):
+                raise SearchError(f"{out} was searched on in-memory data; resume it from Python "
+                                  "with the same data: jaxnas.search(data=..., out=DIR, "
+                                  "resume=True)")
+            dataset = data
     else:
         dataset_name = data if isinstance(data, str) else "arrays"
         try:

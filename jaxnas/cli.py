@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file", help="architecture JSON file (e.g. RUN/best/arch.json)")
     show.set_defaults(run=_space_show)
 
-    from jaxnas import strategies
+    from jaxnas.search import strategy_names
 
     run = commands.add_parser(
         "search", help="run a search (default: evolution over the mlp space on digits)",
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="digits (default), mnist1d or PATH.npz with x, y "
                      "(optionally x_test, y_test)")
     run.add_argument("--space", choices=spaces.names(), help="search space (default mlp)")
-    run.add_argument("--strategy", choices=strategies.names(),
+    run.add_argument("--strategy", choices=strategy_names(),
                      help="search strategy (default evolution)")
     run.add_argument("--population", type=_positive_int, help="architectures per generation")
     run.add_argument("--generations", type=_positive_int, help="stop after this many generations")

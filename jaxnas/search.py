@@ -37,6 +37,14 @@ from jaxnas.nn import ModelConfig, make_model
 from jaxnas.train import TrainConfig, evaluate, put_data, train_population
 
 OBJECTIVES = ("loss", "loss+params", "loss+flops")
+# One-shot methods train a supernet instead of asking populations; the driver runs them
+# once and then trains and logs their discretised architecture like any other.
+ONE_SHOT = ("darts",)
+
+
+def strategy_names() -> list[str]:
+    """Every strategy the driver runs: the ask/tell registry plus the one-shot methods."""
+    return strategies_lib.names() + list(ONE_SHOT)
 CHECKPOINT_VERSION = 1
 
 
@@ -89,9 +97,9 @@ class SearchConfig:
         if self.space not in spaces_lib.names():
             raise SearchError(f"unknown space {self.space!r}; "
                               f"choose one of {', '.join(spaces_lib.names())}")
-        if self.strategy not in strategies_lib.names():
+        if self.strategy not in strategy_names():
             raise SearchError(f"unknown strategy {self.strategy!r}; "
-                              f"choose one of {', '.join(strategies_lib.names())}")
+                              f"choose one of {', '.join(strategy_names())}")
         if self.objective not in OBJECTIVES:
             raise SearchError(f"unknown objective {self.objective!r}; "
                               f"choose one of {', '.join(OBJECTIVES)}")
@@ -213,8 +221,11 @@ class _Run:
         self.config = config
         self.data = _load_data(dataset, config.seed)
         self.space = spaces_lib.get(config.space)
-        self.strategy = strategies_lib.get(
-            config.strategy, self.space, **self._strategy_config())
+        self.one_shot = config.strategy in ONE_SHOT
+        if self.one_shot and isinstance(self.space, spaces_lib.ChainSpace):
+            raise SearchError(f"{config.strategy} needs a cell space; {config.space} is a chain")
+        strategy = "random" if self.one_shot else config.strategy  # its state goes unused
+        self.strategy = strategies_lib.get(strategy, self.space, **self._strategy_config())
         self.out = out
         self.model = make_model(self.space, self.data.input_shape, self.data.num_classes,
                                 ModelConfig(width=config.width))
@@ -262,6 +273,8 @@ class _Run:
 
     def done(self) -> bool:
         c = self.config
+        if self.one_shot and self.generation >= 1:
+            return True
         if self.budget_left() <= 0:
             return True
         if c.generations is not None and self.generation >= c.generations:
@@ -272,6 +285,8 @@ class _Run:
         """One generation: ask, train the unseen architectures, tell. Returns new records."""
         start = time.perf_counter()
         self.key, k_ask, k_tell = jax.random.split(self.key, 3)
+        if self.one_shot:
+            return self._one_shot(k_ask, start)
         archs, self.state = self.ask(k_ask, self.state)
         steps = (int(self.strategy.fidelity(self.state)) if self.strategy.fidelity
                  else self.config.steps)
@@ -293,6 +308,19 @@ class _Run:
         self.generation += 1
         self.elapsed += time.perf_counter() - start
         return new_records
+
+    def _one_shot(self, key: jax.Array, start: float) -> list[Record]:
+        from jaxnas.train.darts import DartsConfig, darts
+
+        settings = DartsConfig(steps=self.config.steps * self.config.population,
+                               batch_size=self.config.batch_size,
+                               weight_lr=self.config.learning_rate,
+                               model=ModelConfig(width=self.config.width))
+        arch = darts(key, self.space, self.data, settings).arch
+        records = self._train({self.space.canonical_hash(arch): arch}, self.config.steps, start)
+        self.generation += 1
+        self.elapsed += time.perf_counter() - start
+        return records
 
     def _train(self, fresh: dict[str, Arch], steps: int, start: float) -> list[Record]:
         hashes = list(fresh)

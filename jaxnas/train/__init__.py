@@ -15,6 +15,7 @@ from jaxnas.train._trainer import (
     DeviceData,
     TrainResult,
     evaluate,
+    make_evaluate,
     make_train,
     put_data,
     train_population,
@@ -23,5 +24,5 @@ from jaxnas.train._trainer import (
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "DeviceData", "Hyperparams", "PopulationLayout", "TrainConfig",
     "TrainResult", "TrainState", "batch_indices", "evaluate", "initialize_distributed",
-    "make_train", "population_layout", "put_data", "train_population",
+    "make_evaluate", "make_train", "population_layout", "put_data", "train_population",
 ]

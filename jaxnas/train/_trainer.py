@@ -351,3 +351,44 @@ def _on_mesh(state: TrainState, replicated: NamedSharding) -> TrainState:
         return jax.device_put(leaf, replicated)
 
     return jax.tree.map(move, state)
+
+
+def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
+                  population: int, devices: Sequence[jax.Device] | None = None):
+    """A pure, jittable ``evaluate(key, archs) -> val_loss (P,)`` for ``run_fused``.
+
+    The same training program as ``train`` (chunks, shards, padding to the layout's
+    size), without host steps, so a whole search (ask, train, tell for G
+    generations) can run inside one ``lax.scan`` under one ``jit``. Candidate i of
+    a call starts from ``fold_in(split(key)[0], i)`` and the minibatch order from
+    ``split(key)[1]``, exactly as ``train(key, archs, data)``; the architectures must
+    be valid (strategies only ask valid ones). Diverged candidates get +inf.
+
+    Args:
+      space: the search space.
+      config: the training configuration (parameters are not kept).
+      data: the dataset (copied to the devices once, here).
+      population: P, the number of architectures of every call.
+      devices: devices sharing the population axis (default: all).
+    """
+    devices = _device_tuple(devices)
+    static = dataclasses.replace(config.static(), keep_state=False)
+    if not isinstance(data, DeviceData):
+        data = put_data(data, devices)
+    chunk = _chunk_size(space, static, data.input_shape, data.num_classes, devices[0].platform)
+    layout = population_layout(population, chunk, len(devices), static.population_rounding)
+    program = _programs.train_program(space, static, data.input_shape, data.num_classes,
+                                      devices, layout, from_key=True)
+    hyper = Hyperparams(*(jnp.float32(v) for v in config.hyperparams()))
+    data_args = (data.x_train, data.y_train, data.x_val, data.y_val)
+
+    def evaluate(key: jax.Array, archs: Arch) -> jax.Array:
+        padding = layout.size - population
+        padded = jax.tree_util.tree_map(
+            lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[:1], padding, 0)]), archs)
+        with jax.threefry_partitionable(False):
+            keys = _programs.derive_keys_program(layout.size)(jax.random.key_data(key))
+            (val_loss, _, _), _ = program(keys, padded, hyper, *data_args)
+        return val_loss[:population]
+
+    return evaluate

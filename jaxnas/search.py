@@ -37,6 +37,9 @@ from jaxnas.nn import ModelConfig, make_model
 from jaxnas.train import TrainConfig, evaluate, put_data, train_population
 
 OBJECTIVES = ("loss", "loss+params", "loss+flops")
+# Two objectives are (validation loss, log10 of params or FLOPs); strategies that do not
+# rank by Pareto dominance, and the choice of the one model to retrain, use this sum.
+OBJECTIVE_WEIGHTS = (1.0, 0.1)
 # One-shot methods train a supernet instead of asking populations; the driver runs them
 # once and then trains and logs their discretised architecture like any other.
 ONE_SHOT = ("darts",)
@@ -250,7 +253,7 @@ class _Run:
         config = {"batch_size": self.config.population}
         if self.config.num_objectives > 1:
             config["objectives"] = self.config.num_objectives
-            config["weights"] = (1.0, 0.1)
+            config["weights"] = OBJECTIVE_WEIGHTS
         if self.config.strategy in ("halving", "hyperband"):
             config["max_steps"] = self.config.steps
             config["rungs"] = _rungs_within(self.config.budget_evals, self.config.population)
@@ -364,9 +367,11 @@ class _Run:
     def best(self) -> Record:
         top = max(r.steps for r in self.history)
         finished = [r for r in self.history if r.steps == top]
-        return min(finished, key=lambda r: (r.fitness(self.config.objective)[0], r.hash))
+        weights = OBJECTIVE_WEIGHTS[:self.config.num_objectives]
+        return min(finished, key=lambda r: (
+            sum(w * f for w, f in zip(weights, r.fitness(self.config.objective), strict=True)),
+            r.hash))
 
-    # checkpointing -------------------------------------------------------------------
 
     def checkpoint_bytes(self, log_bytes: int) -> bytes:
         payload = {

@@ -8,8 +8,8 @@ that mirrors the interpreter elsewhere (the PyTorch twin, exporters).
 """
 
 from jaxnas.nn._layout import Layout, ModelConfig, make_layout
-from jaxnas.nn._model import Model, make_model
+from jaxnas.nn._model import Model, make_model, node_values
 from jaxnas.nn._ops import OpSpec, parse_op, tap_mask
 
-__all__ = ["Layout", "Model", "ModelConfig", "OpSpec", "make_layout", "make_model", "parse_op",
-           "tap_mask"]
+__all__ = ["Layout", "Model", "ModelConfig", "OpSpec", "make_layout", "make_model", "node_values",
+           "parse_op", "tap_mask"]

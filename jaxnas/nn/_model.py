@@ -251,11 +251,12 @@ def _head(params: Params, h: jax.Array) -> jax.Array:
 
 
 def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: jax.Array,
-             hard: bool) -> jax.Array:
+             hard: bool, collect: bool = False):
     """Logits (B, num_classes) of one architecture (hard) or one relaxation (soft).
 
     Hard: ``adj`` (N, N) 0/1 and ``ops`` (N,) op ids; soft: ``adj`` (N, N) float edge
-    weights and ``ops`` (N, K) float op weights.
+    weights and ``ops`` (N, K) float op weights. With ``collect`` returns
+    ``(values, logits)`` instead (see ``node_values``).
     """
     n, k = layout.num_nodes, len(layout.specs)
     if x.shape[1:] != layout.input_shape:
@@ -275,9 +276,24 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
         choice = jnp.where(live[:, None], ops.astype(jnp.float32), 0.0)
         edges = adj.astype(jnp.float32)
     h = _stem(layout, params, x)
+    values = [] if layout.raw_input else [h]
     for cell in params["cells"]:
-        h = _cell(layout, cell, h, edges, choice, hard)
-    return _head(params, h)
+        h, states = _cell(layout, cell, h, edges, choice, hard)
+        values.extend(states[1:])
+    logits = _head(params, h)
+    return (values, logits) if collect else logits
+
+
+def node_values(layout: Layout, params: Params, arch: Arch,
+                x: jax.Array) -> tuple[list[jax.Array], jax.Array]:
+    """Every hidden value of one architecture and its logits (what ``apply`` computes).
+
+    Returns:
+      (values, logits): values is a list of (B, ...) arrays: the stem output (spaces
+      with a stem) and the output of every node after the cell input, cell by cell
+      (dead and padding nodes are zeros); logits (B, num_classes).
+    """
+    return _forward(layout, params, arch.adj, arch.ops, x, True, collect=True)
 
 
 def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -> jax.Array:
@@ -298,8 +314,11 @@ def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -
 
 
 def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice: jax.Array,
-          hard: bool) -> jax.Array:
-    """One cell: node 0 = h0 (B, *spatial, d0); returns the output node (B, *spatial, D).
+          hard: bool) -> tuple[jax.Array, list[jax.Array]]:
+    """One cell: node 0 = h0 (B, *spatial, d0).
+
+    Returns:
+      (the output node (B, *spatial, D), the values of nodes 0..N-2 as a list).
 
     In chain spaces node 0 holds the raw flattened input of its own size d0; only
     node 1 reads it, with the cell's ``input`` kernel (other edges out of node 0 are
@@ -324,12 +343,12 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
 
         xs = (nodes, edges[:, first:n - 1].T, choice[first:n - 1], jnp.arange(first, n - 1))
         buffer, _ = jax.lax.scan(step, buffer, xs)
-        return _gather(edges[:, n - 1], buffer, hard)
+        return _gather(edges[:, n - 1], buffer, hard), list(buffer[:n - 1])
     for i in range(first, n - 1):
         node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], nodes)
         inp = _gather(edges[first - 1:i, i], states[first - 1:], hard)
         states.append(_node(layout, node_params, inp, choice[i], hard))
-    return _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], hard)
+    return _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], hard), states
 
 
 def _node(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,

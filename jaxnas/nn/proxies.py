@@ -38,9 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch._encoding import Arch, live_nodes
+from jaxnas.arch._encoding import Arch
 from jaxnas.nn._layout import ModelConfig
-from jaxnas.nn._model import Model, Params, _gather, _head, _node, _stem, make_model
+from jaxnas.nn._model import Model, Params, make_model
+from jaxnas.nn._model import node_values as _model_node_values
 
 PROXIES = ("synflow", "naswot", "grad_norm", "snip", "jacob_cov")
 _EPS = 1e-5
@@ -102,54 +103,8 @@ def _jacob_cov_one(model, params, arch, x, y):
 
 def node_values(model: Model, params: Params, arch: Arch,
                 x: jax.Array) -> tuple[list[jax.Array], jax.Array]:
-    """Every hidden value of one architecture, mirroring ``model.apply``.
-
-    Args:
-      model: from ``make_model``.
-      params: one architecture's params.
-      arch: one architecture (adj (N, N), ops (N,)).
-      x: (B, *input_shape).
-
-    Returns:
-      (values, logits): values is a list of (B, ...) arrays: the stem output (spaces
-      with a stem) and the output of every node after the cell input, cell by cell
-      (dead and padding nodes are zeros); logits (B, num_classes) equal ``model.apply``.
-    """
-    layout = model.layout
-    n, first = layout.num_nodes, layout.first_node
-    live = live_nodes(arch.adj != 0)
-    choice = jnp.where(live, arch.ops, -1)
-    edges = (arch.adj != 0) & live[:, None]
-    h = _stem(layout, params, x)
-    values = [] if layout.raw_input else [h]
-    for cell in params["cells"]:
-        states = [h]
-        if layout.raw_input:
-            node1 = _node(layout, cell["input"], _gather(edges[:1, 1], [h], True), choice[1],
-                          True)
-            states = [jnp.zeros_like(node1), node1]
-        if layout.scan_nodes and layout.num_stacked:
-            # As in ``_model._cell``: the scan's final buffer holds every node's value.
-            buffer = jnp.zeros((n,) + states[-1].shape, h.dtype).at[first - 1].set(states[-1])
-
-            def step(buffer, xs):
-                node_params, node_edges, node_choice, index = xs
-                out = _node(layout, node_params, _gather(node_edges, buffer, True), node_choice,
-                            True)
-                return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), None
-
-            xs = (cell["nodes"], edges[:, first:n - 1].T, choice[first:n - 1],
-                  jnp.arange(first, n - 1))
-            buffer, _ = jax.lax.scan(step, buffer, xs)
-            states = list(buffer[:n - 1])
-        else:
-            for i in range(first, n - 1):
-                node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], cell["nodes"])
-                inp = _gather(edges[first - 1:i, i], states[first - 1:], True)
-                states.append(_node(layout, node_params, inp, choice[i], True))
-        values.extend(states[1:])
-        h = _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], True)
-    return values, _head(params, h)
+    """Every hidden value of one architecture and its logits (``jaxnas.nn.node_values``)."""
+    return _model_node_values(model.layout, params, arch, x)
 
 
 def naswot_kernel(codes: jax.Array) -> jax.Array:

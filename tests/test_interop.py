@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
+from test_arch import EIGHT_CYCLE, TWO_FOUR_CYCLES
 
 from jaxnas import spaces
 from jaxnas.arch import (
@@ -174,22 +175,11 @@ def test_specs_modelspec_rejects_raise(matrix, ops, message):
         nb101_hash(matrix, ops)
 
 
-def _layered(pairs) -> Arch:
-    """input -> nodes 1..4 -> nodes 5..8 -> output, with the given middle edges."""
-    adj = np.zeros((10, 10), np.int8)
-    adj[0, 1:5] = 1
-    adj[5:9, 9] = 1
-    for i, j in pairs:
-        adj[i, j] = 1
-    return Arch(adj=adj, ops=np.array([INPUT] + [0] * 8 + [OUTPUT], np.int32))
-
-
 def test_hash_is_colour_refinement_not_exact():
     # An 8-cycle and two 4-cycles between the layers: every middle node has the same
     # degrees and op, so NAS-Bench-101's hash cannot separate them; jaxnas's canonical
     # hash can. (NAS-Bench-101 checked that its own 7-node space has no such pair.)
-    eight = _layered([(1, 5), (1, 6), (2, 6), (2, 7), (3, 7), (3, 8), (4, 8), (4, 5)])
-    two_fours = _layered([(1, 5), (1, 6), (2, 5), (2, 6), (3, 7), (3, 8), (4, 7), (4, 8)])
+    eight, two_fours = EIGHT_CYCLE, TWO_FOUR_CYCLES
     assert nb101_hash(*nb101_from_arch(eight)) == nb101_hash(*nb101_from_arch(two_fours))
     assert canonical_hash(eight) != canonical_hash(two_fours)
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from jaxnas import spaces
-from jaxnas.arch import ArchError, from_json
+from jaxnas.arch import ArchError, describe, from_json
 from jaxnas.data import DataError
 
 
@@ -58,26 +58,6 @@ def read_arch_file(path: str):
     arch = from_json(obj, space.op_names)
     space.validate(arch)
     return space, arch, space.op_names
-
-
-def describe(arch, op_names) -> str:
-    """A few readable lines: one per live node with its op and inputs."""
-    import numpy as np
-
-    from jaxnas.arch import PAD
-
-    adj, ops = np.asarray(arch.adj), np.asarray(arch.ops)
-    lines = []
-    for node, op in enumerate(ops.tolist()):
-        if op == PAD:
-            continue
-        name = "input" if node == 0 else "output" if node == len(ops) - 1 else op_names[op]
-        inputs = np.flatnonzero(adj[:, node]).tolist()
-        source = f" <- {', '.join(map(str, inputs))}" if inputs else ""
-        lines.append(f"  node {node}: {name}{source}")
-    edges = int(adj.sum())
-    live = int((ops >= 0).sum())
-    return f"{live} compute nodes, {edges} edges\n" + "\n".join(lines)
 
 
 def _space_show(args: argparse.Namespace) -> None:

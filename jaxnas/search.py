@@ -32,7 +32,7 @@ from flax import serialization
 from jaxnas import data as data_lib
 from jaxnas import spaces as spaces_lib
 from jaxnas import strategies as strategies_lib
-from jaxnas.arch import Arch, stack, to_json, unstack
+from jaxnas.arch import Arch, describe, stack, to_json, unstack
 from jaxnas.nn import ModelConfig, make_model
 from jaxnas.train import TrainConfig, evaluate, put_data, train_population
 
@@ -166,8 +166,6 @@ class SearchResult:
     out: Path | None
 
     def summary(self) -> str:
-        from jaxnas.cli import describe
-
         lines = [
             f"best architecture ({self.space.name}, hash {self.best.hash[:12]}):",
             describe(self.best_arch, self.space.op_names),

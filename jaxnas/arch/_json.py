@@ -125,3 +125,19 @@ def population_from_json(obj: list, op_names: Sequence[str]) -> Arch:
         raise ArchError(f"architecture {index} has {archs[index].num_nodes} nodes but "
                         f"architecture 0 has {first}; a population shares one node count")
     return stack(archs)
+
+
+def describe(arch: Arch, op_names: Sequence[str]) -> str:
+    """A few readable lines: one per live node with its op and inputs."""
+    adj, ops = np.asarray(arch.adj), np.asarray(arch.ops)
+    lines = []
+    for node, op in enumerate(ops.tolist()):
+        if op == PAD:
+            continue
+        name = "input" if node == 0 else "output" if node == len(ops) - 1 else op_names[op]
+        inputs = np.flatnonzero(adj[:, node]).tolist()
+        source = f" <- {', '.join(map(str, inputs))}" if inputs else ""
+        lines.append(f"  node {node}: {name}{source}")
+    edges = int(adj.sum())
+    live = int((ops >= 0).sum())
+    return f"{live} compute nodes, {edges} edges\n" + "\n".join(lines)

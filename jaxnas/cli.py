@@ -101,7 +101,7 @@ def _search(args: argparse.Namespace) -> None:
         raise UsageError("give either --out (a new run) or --resume (an existing run)")
     options = {key: getattr(args, key) for key in (
         "population", "generations", "budget_minutes", "steps", "batch_size", "optimizer",
-        "width", "objective", "final_steps") if getattr(args, key) is not None}
+        "width", "cells", "objective", "final_steps") if getattr(args, key) is not None}
     if args.lr is not None:
         options["learning_rate"] = args.lr
     given = options or args.space or args.strategy or args.dataset or args.seed is not None
@@ -161,11 +161,9 @@ def _export(args: argparse.Namespace) -> None:
     except ImportError:
         raise UsageError("exporting to PyTorch needs torch and the benchmarks package "
                          "(pip install -e '.[benchmarks]' from the jaxnas repository)") from None
-    from jaxnas.nn import ModelConfig
-
     state = export_state_dict(predictor.space, predictor.arch, predictor.params,
                               predictor.input_shape, predictor.num_classes,
-                              ModelConfig(width=predictor.width))
+                              predictor.model_config)
     target = Path(args.torch)
     tmp = target.with_name(f".{target.name}.tmp")
     torch.save(state, tmp)
@@ -221,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float, help="learning rate")
     run.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
     run.add_argument("--width", type=_positive_int, help="cell width (channels or units)")
+    run.add_argument("--cells", type=_positive_int, help="cells stacked in the model (default 1)")
     run.add_argument("--final-steps", type=_positive_int,
                      help="training steps when retraining the best on train+val")
     run.add_argument("--seed", type=int, help="the run's seed (default 0)")

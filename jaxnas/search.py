@@ -73,6 +73,7 @@ class SearchConfig:
       learning_rate: peak learning rate.
       optimizer: "adam", "adamw" or "sgd".
       width: cell width of the model.
+      cells: cells stacked in the model's macro skeleton.
       seed: the run's seed; the same seed on the same machine gives the same log.
       objective: "loss", or "loss+params" / "loss+flops" for two objectives
         (validation loss and log10 of the parameter count or FLOPs).
@@ -91,6 +92,7 @@ class SearchConfig:
     learning_rate: float = 3e-3
     optimizer: str = "adam"
     width: int = 32
+    cells: int = 1
     seed: int = 0
     objective: str = "loss"
     final_steps: int = 1000
@@ -108,6 +110,7 @@ class SearchConfig:
                               f"choose one of {', '.join(OBJECTIVES)}")
         positive = {"population": self.population, "budget_evals": self.budget_evals,
                     "steps": self.steps, "batch_size": self.batch_size, "width": self.width,
+                    "cells": self.cells,
                     "final_steps": self.final_steps}
         for name, value in positive.items():
             if value < 1:
@@ -122,6 +125,10 @@ class SearchConfig:
             raise SearchError(f"unknown optimizer {self.optimizer!r}; choose adam, adamw or sgd")
         if self.seed < 0:
             raise SearchError(f"--seed must be non-negative; got {self.seed}")
+
+    @property
+    def model(self) -> ModelConfig:
+        return ModelConfig(width=self.width, num_cells=self.cells)
 
     @property
     def num_objectives(self) -> int:
@@ -229,7 +236,7 @@ class _Run:
         self.strategy = strategies_lib.get(strategy, self.space, **self._strategy_config())
         self.out = out
         self.model = make_model(self.space, self.data.input_shape, self.data.num_classes,
-                                ModelConfig(width=config.width))
+                                config.model)
         self.device_data = put_data(self.data)
         root = jax.random.key(config.seed)
         self.k_strategy, self.k_weights, self.k_batches, self.k_final = jax.random.split(root, 4)
@@ -267,7 +274,7 @@ class _Run:
                            optimizer=self.config.optimizer,
                            learning_rate=self.config.learning_rate,
                            schedule_steps=self.config.steps,
-                           model=ModelConfig(width=self.config.width))
+                           model=self.config.model)
 
     def budget_left(self) -> int:
         return self.config.budget_evals - len(self.history)
@@ -316,7 +323,7 @@ class _Run:
         settings = DartsConfig(steps=self.config.steps * self.config.population,
                                batch_size=self.config.batch_size,
                                weight_lr=self.config.learning_rate,
-                               model=ModelConfig(width=self.config.width))
+                               model=self.config.model)
         arch = darts(key, self.space, self.data, settings).arch
         records = self._train({self.space.canonical_hash(arch): arch}, self.config.steps, start)
         self.generation += 1
@@ -619,7 +626,7 @@ def _finish(run: _Run) -> SearchResult:
     final = TrainConfig(steps=run.config.final_steps,
                         batch_size=min(run.config.batch_size, len(trainval.y_train)),
                         optimizer=run.config.optimizer, learning_rate=run.config.learning_rate,
-                        schedule="cosine", model=ModelConfig(width=run.config.width))
+                        schedule="cosine", model=run.config.model)
     single = stack([arch])
     result = train_population(_arch_keys(run.k_final, [best.hash]), run.space, single,
                               trainval, final, batch_key=run.k_batches)
@@ -650,6 +657,7 @@ def _write_outputs(run: _Run, outcome: SearchResult, params) -> None:
     _atomic_write(best_dir / "params.msgpack", serialization.to_bytes(params))
     model = {"space": run.space.name, "input_shape": list(run.data.input_shape),
              "num_classes": run.data.num_classes, "width": run.config.width,
+             "cells": run.config.cells,
              "mean": None if run.data.mean is None else run.data.mean.tolist(),
              "std": None if run.data.std is None else run.data.std.tolist()}
     _atomic_write(best_dir / "model.json", json.dumps(model).encode())
@@ -748,9 +756,10 @@ class Predictor:
                               self.space.op_names)
         self.input_shape = tuple(meta["input_shape"])
         self.num_classes = int(meta["num_classes"])
-        self.width = int(meta["width"])
+        self.model_config = ModelConfig(width=int(meta["width"]),
+                                        num_cells=int(meta.get("cells", 1)))
         self.model = make_model(self.space, self.input_shape, self.num_classes,
-                                ModelConfig(width=self.width))
+                                self.model_config)
         template = self.model.init(jax.random.key(0))
         self.params = serialization.from_bytes(template, (best / "params.msgpack").read_bytes())
         self.mean = None if meta["mean"] is None else np.asarray(meta["mean"], np.float32)

@@ -12,6 +12,7 @@ import pytest
 import jaxnas.spaces
 from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, prune, stack, unstack
 from jaxnas.nn import ModelConfig, make_model, parse_op
+from jaxnas.nn._compact import compact, compute_nodes
 from jaxnas.spaces import ChainSpace, NasBench201Space, chain_arch
 
 SPACES = jaxnas.spaces.names()
@@ -226,6 +227,11 @@ def _hand_counts(space_name):
         arch = _arch(7, [(0, 1), (1, 2), (2, 6), (0, 3), (3, 6)], {1: 0, 2: 2, 3: 1})
         params = (9 * w + 2 * w) + (9 * w * w + 2 * w) + (w * w + 2 * w) + (w * c + c)
         return arch, params, 2 * p * (9 * w + 9 * w * w + w * w) + 2 * w * c
+    if space_name == "conv":
+        arch = _arch(6, [(0, 1), (1, 5), (0, 2), (2, 5)], {1: 1, 2: 2})
+        # stem conv3x3 1 -> w + norm, node 1 conv5x5 w -> w + norm, node 2 max pool, head
+        params = (9 * w + 2 * w) + (25 * w * w + 2 * w) + (w * c + c)
+        return arch, params, 2 * p * (9 * w + 25 * w * w) + 2 * w * c
     if space_name == "nasbench201":
         ops = ["nor_conv_3x3", "skip_connect", "none", "nor_conv_1x1", "avg_pool_3x3",
                "nor_conv_3x3"]
@@ -247,7 +253,9 @@ def _full(space) -> Arch:
     if isinstance(space, ChainSpace):
         hidden = np.full(space.max_layers, space.op_id("dense128-relu"), np.int32)
         return Arch(**{k: np.asarray(v) for k, v in vars(chain_arch(jnp.asarray(hidden))).items()})
-    return _arch(n, [(i, i + 1) for i in range(n - 1)], dict.fromkeys(range(1, n - 1), 0))
+    costliest = max(range(space.num_ops), key=lambda op: parse_op(space.op_names[op]).kernel)
+    return _arch(n, [(i, i + 1) for i in range(n - 1)],
+                 dict.fromkeys(range(1, n - 1), costliest))
 
 
 @pytest.mark.parametrize("space_name", SPACES)
@@ -315,3 +323,37 @@ def test_user_ops_run_in_every_data_rank():
         logits = jax.jit(model.apply)(_member(_host_params(model, 1), 0), arch,
                                       np.ones((2,) + shape, np.float32))
         assert logits.shape == (2, CLASSES) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("space_name", SPACES)
+def test_compact_form_computes_the_same_function(space_name):
+    """Folding skips (with multiplicities) and dropping zero, dead and padding nodes
+    changes nothing but the number of slots the program runs."""
+    space, model, archs, params, x, apply_jit, _ = _setup(space_name)
+    extra = space.sample(jax.random.key(3), 16).to_numpy()
+    archs = stack(unstack(archs) + unstack(extra))
+    params = _host_params(model, len(archs.ops))
+    counts = np.asarray(jax.vmap(functools.partial(compute_nodes, model.layout))(archs))
+    padded = jax.vmap(apply_jit, (0, 0, None))(params, archs, x)
+    for size in sorted({int(counts.max()) + 2, space.max_nodes}):
+        compacted = jax.vmap(functools.partial(compact, model.layout, size=size))(archs)
+        assert compacted.adj.shape == (len(counts), size, size)
+        np.testing.assert_allclose(jax.vmap(model.apply, (0, 0, None))(params, compacted, x),
+                                   padded, rtol=1e-5, atol=1e-5)
+
+
+def test_compaction_folds_skips_with_multiplicity():
+    space = jaxnas.spaces.dag(max_nodes=6)  # ops: dense-relu, dense-tanh, skip, zero
+    model = make_model(space, DIGITS, CLASSES, ModelConfig(width=WIDTH))
+    # 0 -> 1 (skip) -> 2 (relu) -> 5; 0 -> 2 directly too; 0 -> 3 (zero) -> 4 (tanh) -> 5.
+    arch = _arch(6, [(0, 1), (1, 2), (0, 2), (2, 5), (0, 3), (3, 4), (4, 5)],
+                 {1: 2, 2: 0, 3: 3, 4: 1})
+    assert int(compute_nodes(model.layout, arch)) == 2
+    folded = compact(model.layout, arch, 4)
+    # Slots: input, node 2, node 4 (fed by nothing: tanh of its bias), output.
+    np.testing.assert_array_equal(folded.node, [0, 2, 4, 5])
+    np.testing.assert_array_equal(folded.ops, [-1, 0, 1, -1])
+    expected = np.zeros((4, 4), np.float32)
+    expected[0, 1] = 2  # x through the skip and x directly
+    expected[1, 3] = expected[2, 3] = 1
+    np.testing.assert_array_equal(folded.adj, expected)

@@ -43,7 +43,7 @@ def _same(a: Arch, b: Arch) -> bool:
 
 
 def test_registry_builds_every_space():
-    assert set(spaces.names()) == {"nasbench101", "nasbench201", "mlp", "dag"}
+    assert set(spaces.names()) == {"nasbench101", "nasbench201", "mlp", "dag", "conv"}
     for name in spaces.names():
         assert spaces.get(name).name == name
     with pytest.raises(ValueError, match="unknown space 'nope'"):

@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 from train_worker import CONFIG, SPACE
 
-from jaxnas import data
+from jaxnas import data, spaces
 from jaxnas.arch._encoding import Arch, ArchError
+from jaxnas.nn import ModelConfig
+from jaxnas.nn._compact import compute_nodes
 from jaxnas.train import (
     TrainConfig,
     TrainState,
+    _programs,
     _trainer,
     batch_indices,
     evaluate,
@@ -318,3 +321,31 @@ def test_bad_input_is_named(pool, device_data, first_run):
 def test_bad_config_is_named(change, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**change)
+
+
+def test_buckets_compact_without_changing_results(dataset, device_data, caplog):
+    """Bucketed training (compacted archs, one program per bucket) equals the padded
+    program, candidate by candidate, through a continued call too."""
+    space = spaces.dag(max_nodes=6)
+    archs = space.sample(jax.random.key(4), 12).to_numpy()
+    config = TrainConfig(steps=4, batch_size=16, learning_rate=1e-2, weight_decay=1e-3,
+                         curve_points=2, eval_batch_size=256, model=ModelConfig(width=8))
+    bucketed = dataclasses.replace(config, buckets=4)  # 1, 2, 3 or 4 compute node slots
+    counts = np.asarray(jax.vmap(lambda a: compute_nodes(
+        _programs.model_of(space, dataset.input_shape, dataset.num_classes,
+                           config.model).layout, a))(archs))
+    assert counts.min() <= 1 < counts.max(), "the sample should fill two buckets or more"
+    results = {}
+    for setting in (config, bucketed):
+        first = train_population(jax.random.key(0), space, archs, device_data, setting)
+        results[setting.buckets] = first, train_population(
+            jax.random.key(1), space, archs, device_data, setting, state=first.state)
+    for padded, compacted in zip(results[1], results[4], strict=True):
+        np.testing.assert_allclose(compacted.val_loss, padded.val_loss, rtol=1e-5)
+        np.testing.assert_allclose(compacted.train_curve, padded.train_curve, rtol=1e-5)
+        tree_close(compacted.state, padded.state, rtol=1e-4, atol=1e-6)
+    # A new population of the same bucket sizes compiles no new training program.
+    other = space.sample(jax.random.key(5), 12).to_numpy()
+    with compiled_programs(caplog) as names:
+        train_population(jax.random.key(0), space, other, device_data, bucketed)
+    assert not any("run" in name for name in names), names

@@ -86,6 +86,7 @@ import numpy as np
 
 from jaxnas.arch._encoding import Arch, live_nodes
 from jaxnas.nn import _cost
+from jaxnas.nn._compact import Compact
 from jaxnas.nn._layout import Layout, ModelConfig, make_layout
 from jaxnas.nn._ops import ACTIVATIONS, channels, conv, norm, pool, tap_mask
 from jaxnas.spaces import Space
@@ -100,7 +101,8 @@ class Model(NamedTuple):
       init: key -> params of one architecture; every architecture of the space uses
         the same shapes, so ``vmap(init)`` over keys gives a population's params.
       apply: (params, arch, x (B, *input_shape)) -> logits (B, num_classes) for one
-        architecture; jittable, vmappable over (params, arch).
+        architecture, an ``Arch`` or its ``Compact`` form (same function, fewer node
+        slots: see ``jaxnas.nn._compact``); jittable, vmappable over (params, arch).
       apply_relaxed: (params, adj_weights (N, N), op_weights (N, K), x) -> logits:
         the continuous (DARTS) relaxation; node input = sum_j adj_weights[j, i] h_j,
         node output = sum_k op_weights[i, k] op_k(input). With a 0/1 adjacency and
@@ -144,7 +146,7 @@ def make_model(space: Space, input_shape: tuple[int, ...], num_classes: int,
     # compile instead of one per random draw); apply is left to the caller's jit.
     return Model(
         init=jax.jit(lambda key: init_params(layout, key)),
-        apply=lambda params, arch, x: _forward(layout, params, arch.adj, arch.ops, x, True),
+        apply=lambda params, arch, x: _apply(layout, params, arch, x),
         apply_relaxed=lambda params, adj_weights, op_weights, x: _forward(
             layout, params, adj_weights, op_weights, x, False),
         num_params=jax.jit(lambda arch: _cost.num_params(layout, arch)),
@@ -250,17 +252,32 @@ def _head(params: Params, h: jax.Array) -> jax.Array:
     return pooled @ params["head"]["kernel"] + channels(params["head"]["bias"], 2)
 
 
+def _apply(layout: Layout, params: Params, arch: Arch | Compact, x: jax.Array) -> jax.Array:
+    if isinstance(arch, Compact):
+        return _forward(layout, params, arch.adj, arch.ops, x, True, node=arch.node)
+    return _forward(layout, params, arch.adj, arch.ops, x, True)
+
+
 def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: jax.Array,
-             hard: bool, collect: bool = False):
+             hard: bool, collect: bool = False, node: jax.Array | None = None):
     """Logits (B, num_classes) of one architecture (hard) or one relaxation (soft).
 
     Hard: ``adj`` (N, N) 0/1 and ``ops`` (N,) op ids; soft: ``adj`` (N, N) float edge
-    weights and ``ops`` (N, K) float op weights. With ``collect`` returns
-    ``(values, logits)`` instead (see ``node_values``).
+    weights and ``ops`` (N, K) float op weights. With ``node`` (K,), a ``Compact``'s
+    slots: ``adj`` (K, K) edge multiplicities, ``ops`` (K,) op ids (-1 inactive), and
+    slot i runs with the parameters of original node ``node[i]``. With ``collect``
+    returns ``(values, logits)`` instead (see ``node_values``).
     """
     n, k = layout.num_nodes, len(layout.specs)
     if x.shape[1:] != layout.input_shape:
         raise ValueError(f"x must have shape (batch, *{layout.input_shape}); got {x.shape}")
+    if node is not None:
+        h = _stem(layout, params, x)
+        slots = jnp.maximum(node[layout.first_node:-1] - layout.first_node, 0)
+        for cell in params["cells"]:
+            nodes = jax.tree.map(lambda a: a[slots], cell["nodes"])
+            h, _ = _cell(layout, {**cell, "nodes": nodes}, h, adj, ops, hard)
+        return _head(params, h)
     if adj.shape != (n, n):
         raise ValueError(f"the adjacency must have shape ({n}, {n}); got {adj.shape}")
     live = live_nodes(adj != 0)
@@ -298,19 +315,22 @@ def node_values(layout: Layout, params: Params, arch: Arch,
 
 def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -> jax.Array:
     """sum_j edges[j] * states[j] over stacked states (M, ...) or a list of M states;
-    edges (M,) bool (hard) or float (soft)."""
+    edges (M,) bool (hard), float multiplicities (hard, compacted) or float (soft)."""
     # Hard edges select rather than multiply: a non-finite value on a node that is not
     # a predecessor cannot leak into this node (or its gradient) as 0 * inf.
+    def term(weight, state):
+        if not hard:
+            return weight * state
+        if weight.dtype == jnp.bool_:
+            return jnp.where(weight, state, 0.0)
+        return jnp.where(weight != 0, weight * state, 0.0)
+
     if isinstance(states, list):
         total = None
         for j, state in enumerate(states):
-            term = jnp.where(edges[j], state, 0.0) if hard else edges[j] * state
-            total = term if total is None else total + term
+            total = term(edges[j], state) if total is None else total + term(edges[j], state)
         return total
-    weights = edges.reshape(edges.shape + (1,) * (states.ndim - 1))
-    if hard:
-        return jnp.where(weights, states, 0.0).sum(0)
-    return (weights * states).sum(0)
+    return term(edges.reshape(edges.shape + (1,) * (states.ndim - 1)), states).sum(0)
 
 
 def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice: jax.Array,
@@ -324,7 +344,7 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
     node 1 reads it, with the cell's ``input`` kernel (other edges out of node 0 are
     ignored, a chain has none).
     """
-    n, first = layout.num_nodes, layout.first_node
+    n, first = edges.shape[0], layout.first_node
     states = [h0]
     if layout.raw_input:
         node1 = _node(layout, cell["input"], _gather(edges[:1, 1], [h0], hard), choice[1], hard)

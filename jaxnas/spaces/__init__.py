@@ -14,6 +14,7 @@ from jaxnas.spaces._nasbench201 import NasBench201Space
 
 NB101_OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 DENSE_CELL_OPS = ("dense-relu", "dense-tanh", "skip", "zero")
+CONV_CELL_OPS = ("conv3-bn-relu", "conv5-bn-relu", "maxpool3", "skip")
 
 
 def nasbench101(max_nodes: int = 7, max_edges: int = 9) -> Space:
@@ -45,11 +46,18 @@ def dag(ops: Sequence[str] = DENSE_CELL_OPS, max_nodes: int = 8,
     return DagSpace(name, max_nodes, tuple(ops), limit if max_edges is None else max_edges)
 
 
+def conv(ops: Sequence[str] = CONV_CELL_OPS, max_nodes: int = 6, max_edges: int = 8) -> Space:
+    """A convolutional DAG cell for sequences (MNIST-1D) and images: NAS-Bench-101's
+    sampling rule over conv-norm-relu with kernels 3 and 5, max pooling and skip."""
+    return dag(ops, max_nodes, max_edges, name="conv")
+
+
 _REGISTRY: dict[str, Callable[..., Space]] = {
     "nasbench101": nasbench101,
     "nasbench201": nasbench201,
     "mlp": mlp,
     "dag": dag,
+    "conv": conv,
 }
 
 
@@ -67,6 +75,6 @@ def get(name: str, **config) -> Space:
 
 __all__ = [
     "ChainSpace", "DagSpace", "NasBench101Space", "NasBench201Space", "Space",
-    "chain_arch", "dag", "get", "mlp", "nasbench101", "nasbench201", "names",
-    "NB101_OPS", "DENSE_CELL_OPS",
+    "chain_arch", "conv", "dag", "get", "mlp", "nasbench101", "nasbench201", "names",
+    "NB101_OPS", "DENSE_CELL_OPS", "CONV_CELL_OPS",
 ]

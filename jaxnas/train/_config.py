@@ -62,6 +62,13 @@ class TrainConfig:
         draws its own order).
       keep_state: return trained parameters and optimiser state; False keeps only the
         metrics, so memory does not grow with the population (very large populations).
+      buckets: node-slot sizes a population is split into (1: every candidate runs the
+        space's full padded cell). With b > 1 each candidate is compacted (skip nodes
+        folded into the adjacency; zero, dead and padding nodes dropped; see
+        ``jaxnas.nn._compact``) and trained in the smallest of b programs with
+        ceil(M * j / b) node slots (j = 1..b, M = the space's inner nodes) that fits
+        its compute nodes: a random dense cell then executes about half the FLOPs.
+        Each bucket is its own compiled program (b compilations instead of one).
     """
 
     steps: int = 100
@@ -82,10 +89,11 @@ class TrainConfig:
     population_rounding: int = 2
     shared_batches: bool = True
     keep_state: bool = True
+    buckets: int = 1
 
     def __post_init__(self):
         positive = ("steps", "batch_size", "eval_batch_size", "curve_points",
-                    "memory_budget_mb")
+                    "memory_budget_mb", "buckets")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be at least 1; "

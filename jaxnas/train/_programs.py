@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as Spec
 
 from jaxnas.arch._encoding import Arch
 from jaxnas.nn import Model, ModelConfig, make_model
+from jaxnas.nn._compact import compact, compute_nodes
 from jaxnas.spaces import Space
 from jaxnas.train._config import Hyperparams, TrainConfig, make_optimizer
 from jaxnas.train._layout import PopulationLayout
@@ -347,6 +348,42 @@ def take_program(population: int):
         return TrainState(*candidates, step=state.step)
 
     return jax.jit(take)
+
+
+@functools.lru_cache(maxsize=4)
+def rows_program():
+    """Jitted: (a state, rows (R,) int32) -> a state of those R candidates."""
+
+    def rows(state: TrainState, index: jax.Array) -> TrainState:
+        candidates = jax.tree.map(lambda leaf: leaf[index], tuple(state)[:4])
+        return TrainState(*candidates, step=state.step)
+
+    return jax.jit(rows)
+
+
+@functools.lru_cache(maxsize=4)
+def merge_program():
+    """Jitted: (states of consecutive groups, order (P,) int32) -> one state whose row i
+    is row ``order[i]`` of the groups' concatenation."""
+
+    def merge(states: tuple[TrainState, ...], order: jax.Array) -> TrainState:
+        candidates = jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[order],
+                                  *(tuple(s)[:4] for s in states))
+        return TrainState(*candidates, step=states[0].step)
+
+    return jax.jit(merge)
+
+
+@functools.lru_cache(maxsize=16)
+def compute_nodes_program(model: Model):
+    """Jitted population -> (P,) int32 compute nodes (``jaxnas.nn._compact``)."""
+    return jax.jit(jax.vmap(lambda arch: compute_nodes(model.layout, arch)))
+
+
+@functools.lru_cache(maxsize=64)
+def compact_program(model: Model, size: int):
+    """Jitted population -> its ``Compact`` forms with ``size`` slots."""
+    return jax.jit(jax.vmap(lambda arch: compact(model.layout, arch, size)))
 
 
 @functools.lru_cache(maxsize=16)

@@ -21,10 +21,11 @@ from jax.sharding import PartitionSpec as Spec
 
 from jaxnas.arch._encoding import Arch, ArchError
 from jaxnas.data import Dataset
+from jaxnas.nn._compact import Compact
 from jaxnas.spaces import Space
 from jaxnas.train import _programs
 from jaxnas.train._config import Hyperparams, TrainConfig
-from jaxnas.train._layout import population_layout
+from jaxnas.train._layout import population_layout, round_up
 from jaxnas.train._programs import AXIS, KEY_IMPL, TrainState
 
 CPU_MAX_CHUNK = 8  # PERF_NOTES: chunks of 4-8 keep a CPU core's working set in cache
@@ -126,51 +127,107 @@ def make_train(space: Space, config: TrainConfig | None = None,
                              "training examples")
         adj, ops = _host_population(space, archs)
         population = ops.shape[0]
-        chunk = _chunk_size(space, static, data.input_shape, data.num_classes,
-                            devices[0].platform)
-        layout = population_layout(population, chunk, len(devices), static.population_rounding)
-        adj, ops = _pad_rows(adj, layout.size), _pad_rows(ops, layout.size)
         _check_valid(space, adj, ops)
-        mesh = _programs.mesh_of(devices)
-        by_candidate = NamedSharding(mesh, Spec(AXIS))
-        replicated = NamedSharding(mesh, Spec())
-        archs = Arch(adj=_global(adj, by_candidate), ops=_global(ops, by_candidate))
-        numbers = Hyperparams(*(_global(np.float32(v), replicated) for v in hyper))
-        data_args = (data.x_train, data.y_train, data.x_val, data.y_val)
         if state is not None:
             _check_state(state, population)
+        replicated = NamedSharding(_programs.mesh_of(devices), Spec())
+        numbers = Hyperparams(*(_global(np.float32(v), replicated) for v in hyper))
         # The non-partitionable threefry compiles a model's initialisation about 3x
         # faster on CPU; each device draws its own candidates' numbers, so nothing is lost.
         with jax.threefry_partitionable(False):
-            if state is not None:
-                start_from = _programs.pad_program(devices, layout.size)(
-                    _on_mesh(state, replicated))
+            if state is None:
+                keys = _start_keys(key, batch_key, population, round_up(population, 1))
             else:
-                init_keys, batch_keys = _start_keys(key, batch_key, population, layout.size)
-                start_from = (_global(init_keys, by_candidate), _global(batch_keys, replicated))
-                if static.keep_state:
-                    start_from = _programs.init_program(
-                        space, static.model, static.optimizer, static.shared_batches,
-                        data.input_shape, data.num_classes, devices, layout.size,
-                    )(*start_from)
-                # Without keep_state the training program initialises chunk by chunk, so
-                # memory stays O(chunk) however large the population.
-            program = _programs.train_program(
-                space, static, data.input_shape, data.num_classes, devices, layout,
-                from_key=state is None and not static.keep_state)
-            (val_loss, val_acc, curve), new_state = program(start_from, archs, numbers,
-                                                            *data_args)
-        if new_state is not None and layout.size != population:
-            new_state = _programs.take_program(population)(new_state)
-        return TrainResult(
-            val_loss=np.asarray(val_loss)[:population],
-            val_acc=np.asarray(val_acc)[:population],
-            train_curve=np.asarray(curve)[:population],
-            params=None if new_state is None else new_state.params,
-            state=new_state,
-        )
+                state = _on_mesh(state, replicated)
+            groups = _groups(space, static, data, adj, ops)
+            whole = len(groups) == 1
+            parts = []
+            for rows, group in groups:
+                if state is not None:
+                    part = state if whole else _programs.rows_program()(
+                        state, _global(rows, replicated))
+                    parts.append(_train_part(space, static, devices, data, group, numbers,
+                                             state=part))
+                else:
+                    parts.append(_train_part(space, static, devices, data, group, numbers,
+                                             keys=(keys[0][rows], keys[1])))
+        if whole:
+            return parts[0]
+        order = np.argsort(np.concatenate([rows for rows, _ in groups]))
+        metrics = [np.concatenate([getattr(p, name) for p in parts])[order]
+                   for name in ("val_loss", "val_acc", "train_curve")]
+        new_state = None
+        if static.keep_state:
+            new_state = _programs.merge_program()(tuple(p.state for p in parts),
+                                                  _global(order, replicated))
+        return TrainResult(*metrics, params=None if new_state is None else new_state.params,
+                           state=new_state)
 
     return train
+
+
+def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ...],
+                data: DeviceData, archs: Arch | Compact, numbers: Hyperparams, *,
+                state: TrainState | None = None,
+                keys: tuple[np.ndarray, np.ndarray] | None = None) -> TrainResult:
+    """Trains one group of candidates (host ``archs``, leading axis P) in one program,
+    continuing ``state`` or from fresh ``keys`` (init key data (P, 2), batch key data)."""
+    population = archs.ops.shape[0]
+    chunk = _chunk_size(space, static, data.input_shape, data.num_classes,
+                        devices[0].platform)
+    layout = population_layout(population, chunk, len(devices), static.population_rounding)
+    mesh = _programs.mesh_of(devices)
+    by_candidate = NamedSharding(mesh, Spec(AXIS))
+    archs = jax.tree.map(lambda a: _global(_pad_rows(a, layout.size), by_candidate), archs)
+    if state is not None:
+        start_from = _programs.pad_program(devices, layout.size)(state)
+    else:
+        start_from = (_global(_pad_rows(keys[0], layout.size), by_candidate),
+                      _global(keys[1], NamedSharding(mesh, Spec())))
+        if static.keep_state:
+            start_from = _programs.init_program(
+                space, static.model, static.optimizer, static.shared_batches,
+                data.input_shape, data.num_classes, devices, layout.size,
+            )(*start_from)
+        # Without keep_state the training program initialises chunk by chunk, so
+        # memory stays O(chunk) however large the population.
+    program = _programs.train_program(
+        space, static, data.input_shape, data.num_classes, devices, layout,
+        from_key=state is None and not static.keep_state)
+    (val_loss, val_acc, curve), new_state = program(
+        start_from, archs, numbers, data.x_train, data.y_train, data.x_val, data.y_val)
+    if new_state is not None and layout.size != population:
+        new_state = _programs.take_program(population)(new_state)
+    return TrainResult(
+        val_loss=np.asarray(val_loss)[:population],
+        val_acc=np.asarray(val_acc)[:population],
+        train_curve=np.asarray(curve)[:population],
+        params=None if new_state is None else new_state.params,
+        state=new_state,
+    )
+
+
+def _groups(space: Space, config: TrainConfig, data: DeviceData, adj: np.ndarray,
+            ops: np.ndarray) -> list[tuple[np.ndarray, Arch | Compact]]:
+    """(candidate rows, host architectures) of each program: the whole population, or
+    with ``config.buckets`` > 1 its compacted buckets (empty ones left out)."""
+    archs = Arch(adj=adj, ops=ops)
+    if config.buckets == 1:
+        return [(np.arange(len(ops)), archs)]
+    inner = space.max_nodes - 2
+    model = _programs.model_of(space, data.input_shape, data.num_classes, config.model)
+    on_device = jax.device_put(archs, jax.local_devices()[0])
+    counts = np.asarray(_programs.compute_nodes_program(model)(on_device))
+    limits = sorted({-(-inner * j // config.buckets) for j in range(1, config.buckets + 1)})
+    which = np.searchsorted(np.asarray(limits), counts)
+    groups = []
+    for bucket, limit in enumerate(limits):
+        rows = np.flatnonzero(which == bucket)
+        if len(rows):
+            members = jax.tree.map(lambda a, r=rows: a[r], on_device)
+            compacted = _programs.compact_program(model, limit + 2)(members)
+            groups.append((rows, jax.tree.map(np.asarray, compacted)))
+    return groups
 
 
 @functools.lru_cache(maxsize=64)

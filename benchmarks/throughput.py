@@ -69,6 +69,9 @@ def _worker_prepare(spec: dict) -> dict:
     from jaxnas import spaces
     from jaxnas.data import load
     from jaxnas.nn import ModelConfig, make_model
+    from jaxnas.nn._compact import compute_nodes
+    from jaxnas.nn._cost import executed_flops
+    from jaxnas.train import bucket_limits
 
     space = spaces.get(spec["space"])
     data = load("digits")
@@ -82,9 +85,17 @@ def _worker_prepare(spec: dict) -> dict:
                  adj=np.asarray(measured.adj), ops=np.asarray(measured.ops),
                  warmup_adj=np.asarray(warmup.adj), warmup_ops=np.asarray(warmup.ops))
         useful = np.asarray(model.flops(measured), np.float64)
+        executed = np.full(population, model.executed_flops, np.float64)
+        if spec["buckets"] > 1:
+            # Each candidate runs in its bucket's program (padding candidates not counted).
+            counts = np.asarray(jax.vmap(lambda a: compute_nodes(model.layout, a))(measured))
+            limits = np.asarray(bucket_limits(space, spec["buckets"]))
+            slots = limits[np.searchsorted(limits, counts)]
+            executed = np.array([executed_flops(model.layout, int(k)) for k in slots],
+                                np.float64)
         flops[str(population)] = {
             "useful_forward_per_example": useful.tolist(),
-            "executed_forward_per_example": int(model.executed_flops),
+            "executed_forward_per_example": float(executed.mean()),
         }
 
     def best_gflops(matmul, a, b, repeats=5):
@@ -152,7 +163,8 @@ def _worker_jaxnas(spec: dict) -> dict:
 
     space = spaces.get(spec["space"])
     config = TrainConfig(steps=spec["steps"], batch_size=spec["batch_size"], optimizer="adam",
-                         learning_rate=spec["lr"], model=ModelConfig(width=spec["width"]))
+                         learning_rate=spec["lr"], model=ModelConfig(width=spec["width"]),
+                         buckets=spec["buckets"])
     train = make_train(space, config)
     data = put_data(load("digits"))
     warmup_adj, warmup_ops = _load_archs(spec, warmup=True)
@@ -404,7 +416,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _prepare(args, workdir: Path) -> dict:
     spec = {"space": args.space, "width": args.width, "seed": args.seed,
-            "populations": args.population, "workdir": str(workdir)}
+            "buckets": args.buckets, "populations": args.population, "workdir": str(workdir)}
     process, result_path = _spawn("prepare", spec, _env(), "prepare")
     process.stdin.close()
     process.stdout.read()
@@ -416,7 +428,7 @@ def _prepare(args, workdir: Path) -> dict:
 def _measure(args, population: int, prepared: dict, workdir: Path) -> dict:
     base = {"space": args.space, "width": args.width, "steps": args.steps,
             "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-            "population": population, "workdir": str(workdir)}
+            "buckets": args.buckets, "population": population, "workdir": str(workdir)}
     row: dict = {"population": population, "steps": args.steps, "batch_size": args.batch_size,
                  "space": args.space, "width": args.width}
     flops = prepared["flops"][str(population)]
@@ -537,7 +549,8 @@ def _markdown(report: dict) -> str:
         "",
         f"Work: space `{config['space']}`, width {config['width']}, {config['steps']} adam "
         f"steps, batch {config['batch_size']}, lr {config['lr']}, digits, architectures "
-        f"drawn with seed {config['seed']}. Every contender in its own process; all figures "
+        f"drawn with seed {config['seed']}, jaxnas with {config.get('buckets', 1)} "
+        "bucket(s) of compacted cells. Every contender in its own process; all figures "
         "of one row come from one run.",
         "",
         "| P | jaxnas compile s | jaxnas steady s | jaxnas cand/s | seed 1-proc cand/s "
@@ -649,6 +662,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--buckets", type=int, default=3,
+                        help="jaxnas TrainConfig.buckets (1: the full padded cell)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="a small smoke run: P 4 and 8, 20 steps, seed subset 4")

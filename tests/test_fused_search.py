@@ -1,7 +1,10 @@
 """The whole search (ask, train, tell for G generations) as one compiled program."""
 
+import dataclasses
+
 import jax
 import numpy as np
+import pytest
 
 from jaxnas import data, spaces, strategies
 from jaxnas.nn import ModelConfig
@@ -27,3 +30,9 @@ def test_evaluate_matches_the_trainer_and_the_fused_search_matches_the_stepwise_
                                rtol=1e-5)
     assert np.isfinite(np.asarray(fused.fitness)).all()
     assert (np.diff(np.asarray(fused.best_fitness)) <= 0).all()
+
+
+def test_buckets_are_refused_by_the_traced_evaluate():
+    space = spaces.get("dag", max_nodes=4)
+    with pytest.raises(ValueError, match="buckets == 1"):
+        make_evaluate(space, dataclasses.replace(CONFIG, buckets=2), data.load("digits"), 4)

@@ -15,7 +15,7 @@ import jaxnas
 from jaxnas.search import SearchError, read_log
 
 TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps", "20",
-        "--final-steps", "20", "--batch-size", "32", "--seed", "3"]
+        "--final-steps", "20", "--batch-size", "32", "--cells", "2", "--seed", "3"]
 
 
 def _cli(*args, check=True, **kwargs):
@@ -39,7 +39,7 @@ def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "reference"
     result = jaxnas.search(space="mlp", strategy="evolution", data="digits", budget=12,
                            seed=3, out=out, population=4, steps=20, final_steps=20,
-                           batch_size=32)
+                           batch_size=32, cells=2)
     return out, result
 
 
@@ -78,7 +78,7 @@ def test_same_seed_gives_the_same_log(finished_run, tmp_path):
     out, _ = finished_run
     again = tmp_path / "again"
     jaxnas.search(space="mlp", strategy="evolution", data="digits", budget=12, seed=3,
-                  out=again, population=4, steps=20, final_steps=20, batch_size=32)
+                  out=again, population=4, steps=20, final_steps=20, batch_size=32, cells=2)
     assert _log_without_time(again) == _log_without_time(out)
 
 

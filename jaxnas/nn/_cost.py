@@ -90,15 +90,17 @@ def flops(layout: Layout, arch: Arch) -> jax.Array:
     return _batched(layout, arch, 1)
 
 
-def executed_flops(layout: Layout) -> int:
-    """Forward FLOPs per example that the padded program executes, for any architecture."""
+def executed_flops(layout: Layout, slots: int | None = None) -> int:
+    """Forward FLOPs per example that the padded program executes, for any architecture;
+    with ``slots``, the program of ``slots`` inner node slots (a compacted bucket)."""
     d = layout.features
+    stacked = layout.num_stacked if slots is None else slots - (layout.first_node - 1)
     total = _stem_counts(layout)[1] + 2 * d * layout.num_classes
     if not layout.linear_specs:
         return total
     node = 2 * layout.positions * layout.taps * d * d
     for cell in range(layout.config.num_cells):
-        total += node * layout.num_stacked
+        total += node * stacked
         if layout.raw_input:
             total += 2 * layout.cell_input_features(cell) * d
     return int(total)

@@ -14,6 +14,7 @@ from jaxnas.train._programs import TrainState, batch_indices
 from jaxnas.train._trainer import (
     DeviceData,
     TrainResult,
+    bucket_limits,
     evaluate,
     make_evaluate,
     make_train,
@@ -23,6 +24,7 @@ from jaxnas.train._trainer import (
 
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "DeviceData", "Hyperparams", "PopulationLayout", "TrainConfig",
-    "TrainResult", "TrainState", "batch_indices", "evaluate", "initialize_distributed",
-    "make_evaluate", "make_train", "population_layout", "put_data", "train_population",
+    "TrainResult", "TrainState", "batch_indices", "bucket_limits", "evaluate",
+    "initialize_distributed", "make_evaluate", "make_train", "population_layout", "put_data",
+    "train_population",
 ]

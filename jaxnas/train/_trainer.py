@@ -207,6 +207,14 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
     )
 
 
+def bucket_limits(space: Space, buckets: int) -> list[int]:
+    """The inner node slots of each bucket's program, ascending: ceil(M * j / buckets)
+    for j = 1..buckets (M = the space's inner nodes), duplicates merged. A candidate
+    trains in the first bucket with at least as many slots as it has compute nodes."""
+    inner = space.max_nodes - 2
+    return sorted({-(-inner * j // buckets) for j in range(1, buckets + 1)})
+
+
 def _groups(space: Space, config: TrainConfig, data: DeviceData, adj: np.ndarray,
             ops: np.ndarray) -> list[tuple[np.ndarray, Arch | Compact]]:
     """(candidate rows, host architectures) of each program: the whole population, or
@@ -214,11 +222,10 @@ def _groups(space: Space, config: TrainConfig, data: DeviceData, adj: np.ndarray
     archs = Arch(adj=adj, ops=ops)
     if config.buckets == 1:
         return [(np.arange(len(ops)), archs)]
-    inner = space.max_nodes - 2
     model = _programs.model_of(space, data.input_shape, data.num_classes, config.model)
     on_device = jax.device_put(archs, jax.local_devices()[0])
     counts = np.asarray(_programs.compute_nodes_program(model)(on_device))
-    limits = sorted({-(-inner * j // config.buckets) for j in range(1, config.buckets + 1)})
+    limits = bucket_limits(space, config.buckets)
     which = np.searchsorted(np.asarray(limits), counts)
     groups = []
     for bucket, limit in enumerate(limits):
@@ -423,11 +430,16 @@ def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
 
     Args:
       space: the search space.
-      config: the training configuration (parameters are not kept).
+      config: the training configuration (parameters are not kept; ``buckets`` must be 1).
       data: the dataset (copied to the devices once, here).
       population: P, the number of architectures of every call.
       devices: devices sharing the population axis (default: all).
     """
+    if config.buckets != 1:
+        # Buckets are chosen on the host from the architectures' values, which a traced
+        # population does not have.
+        raise ValueError("make_evaluate runs the padded program: it needs "
+                         f"TrainConfig.buckets == 1; got {config.buckets}")
     devices = _device_tuple(devices)
     static = dataclasses.replace(config.static(), keep_state=False)
     if not isinstance(data, DeviceData):

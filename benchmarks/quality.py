@@ -1,0 +1,310 @@
+"""Search quality on jaxnas's own tabular benchmark (``benchmarks.tabulate``).
+
+``python -m benchmarks.quality`` runs every strategy for 20 seeds against the table
+by lookup and writes ``benchmarks/results/quality_nb201_mnist1d.{json,md,png}``:
+
+* regret curves: after n evaluations (n = 10..150), the test error of the cell
+  with the best validation error found so far, minus the best test error in the
+  table; mean, median and the 25-75% spread over seeds. Multi-fidelity strategies
+  (successive halving, Hyperband) see the table's low fidelity (validation after
+  a third of the steps) below their top rung, and their cost is counted in full
+  evaluations (training steps / top-rung steps); only top-rung evaluations are
+  picked.
+* zero-cost proxies: Spearman rank correlation of each proxy (at initialisation,
+  one minibatch of 64 training examples) with the table's validation accuracy,
+  over every unique cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEDS = 20
+BATCH = 10
+BUDGET = 150  # evaluations; NAS-Bench-101's comparison point in the BANANAS paper
+CHECKPOINTS = (10, 20, 30, 50, 75, 100, 150)
+# NAS-Bench-101, 150 queries, mean test error (BANANAS paper, White et al. 2021).
+LITERATURE = {"random": 6.34, "evolution": 6.11, "local": 5.93, "bananas": 5.92}
+
+
+class Table:
+    """The table's numbers for all 15,625 cells (by enumeration index)."""
+
+    def __init__(self, path: Path):
+        import numpy as np
+
+        table = json.loads(path.read_text())
+        if not table["meta"].get("complete"):
+            raise SystemExit(f"{path} is a partial table; run python -m benchmarks.tabulate "
+                             "to the end first")
+        columns = {name: i for i, name in enumerate(table["columns"])}
+        rows = table["rows"]
+        index = np.asarray(table["index"])
+        self.meta = table["meta"]
+
+        def column(name):
+            return np.asarray([row[columns[name]] for row in rows], np.float32)[index]
+
+        self.val_err = 1.0 - column("val_acc")
+        self.val_err_low = 1.0 - column("val_acc_low")
+        self.test_err = 1.0 - column("test_acc")
+        self.unique_val_acc = np.asarray([row[columns["val_acc"]] for row in rows])
+        self.unique_cells = [row[columns["arch"]] for row in rows]
+
+    def lookup(self, archs):
+        """(P,) enumeration index of a population of nasbench201 cells (jittable)."""
+        import jax.numpy as jnp
+
+        digits = archs.ops[..., 1:7].astype(jnp.int32)
+        return digits @ (5 ** jnp.arange(5, -1, -1, dtype=jnp.int32))
+
+
+def _strategies(space, score_fn):
+    from jaxnas import strategies
+
+    single = {
+        "random": dict(batch_size=BATCH),
+        "evolution": dict(batch_size=BATCH, population_size=20, tournament_size=5),
+        "local": dict(batch_size=BATCH),
+        "reinforce": dict(batch_size=BATCH),
+        "bananas": dict(batch_size=BATCH, capacity=160, train_steps=50),
+        "zero_cost": dict(batch_size=BATCH, pool_size=100, score_fn=score_fn),
+        "halving": dict(batch_size=BATCH, eta=3, rungs=3, max_steps=9),
+        "hyperband": dict(batch_size=BATCH, eta=3, rungs=3, max_steps=9),
+    }
+    return {name: strategies.get(name, space, **config) for name, config in single.items()}
+
+
+def _histories(strategy, evaluate, generations: int):
+    """Per-seed History, stacked on a leading seed axis (numpy)."""
+    import jax
+    import numpy as np
+
+    from jaxnas import strategies
+
+    keys = jax.random.split(jax.random.key(2026), SEEDS)
+    if strategy.info.jittable:
+        def run(key):
+            k_init, k_run = jax.random.split(key)
+            return strategies.make_fused(strategy, evaluate, generations)(
+                k_run, strategy.init(k_init))[1]
+
+        return jax.tree.map(np.asarray, jax.jit(jax.vmap(run))(keys))
+    runs = [strategies.run_stepwise(key, strategy, jax.jit(evaluate), generations)[1]
+            for key in keys]
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *runs)
+
+
+def regret_curve(table: Table, history, top_steps: int | None) -> dict:
+    """Regret at CHECKPOINTS evaluations for every seed."""
+    import jax
+    import numpy as np
+
+    index = np.asarray(jax.vmap(jax.vmap(table.lookup))(history.archs))  # (S, G, B)
+    seeds = index.shape[0]
+    index = index.reshape(seeds, -1)
+    if top_steps is None:
+        cost = np.ones(index.shape[1])[None].repeat(seeds, 0)
+        eligible = np.ones_like(index, bool)
+    else:
+        steps = np.asarray(history.fidelity).reshape(seeds, -1, 1)
+        steps = np.broadcast_to(steps, (seeds, steps.shape[1], BATCH)).reshape(seeds, -1)
+        cost, eligible = steps / top_steps, steps >= top_steps
+    spent = np.cumsum(cost, axis=1)
+    best = float(table.test_err.min())
+    curves = {}
+    for n in CHECKPOINTS:
+        regrets = []
+        for s in range(seeds):
+            seen = (spent[s] <= n + 1e-9) & eligible[s]
+            if not seen.any():
+                regrets.append(np.nan)
+                continue
+            cells = index[s][seen]
+            pick = cells[np.argmin(table.val_err[cells])]
+            regrets.append(float(table.test_err[pick]) - best)
+        curves[n] = regrets
+    return curves
+
+
+def proxy_correlations(table: Table, chunk: int = 256) -> dict[str, float]:
+    """Spearman rank correlation of each proxy with validation accuracy (unique cells)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxnas import data as data_lib
+    from jaxnas import spaces
+    from jaxnas.arch import nb201_from_str, stack
+    from jaxnas.nn import ModelConfig, make_model
+    from jaxnas.nn.proxies import PROXIES, compute_proxies
+
+    space = spaces.get("nasbench201")
+    dataset = data_lib.load("mnist1d", seed=table.meta["seed"])
+    model = make_model(space, dataset.input_shape, dataset.num_classes,
+                       ModelConfig(width=table.meta["width"], num_cells=table.meta["cells"]))
+    x = jnp.asarray(dataset.x_train[:64])
+    y = jnp.asarray(dataset.y_train[:64])
+    archs = stack([nb201_from_str(cell) for cell in table.unique_cells])
+    run = jax.jit(lambda key, a: compute_proxies(key, model, a, x, y))
+    scores: dict[str, list] = {name: [] for name in PROXIES}
+    for start in range(0, len(archs.ops), chunk):
+        part = jax.tree.map(lambda a, s=start: a[s:s + chunk], archs)
+        size = part.ops.shape[0]
+        if size < chunk:  # one compiled shape: pad with copies of the first cell
+            part = jax.tree.map(lambda a, n=size: np.concatenate(
+                [a, np.repeat(a[:1], chunk - n, 0)]), part)
+        out = run(jax.random.key(start), part)
+        for name in PROXIES:
+            scores[name].append(np.asarray(out[name])[:size])
+    return {name: _spearman(np.concatenate(values), table.unique_val_acc)
+            for name, values in scores.items()}
+
+
+def _spearman(a, b) -> float:
+    import numpy as np
+
+    def ranks(v):
+        v = np.where(np.isfinite(v), v, -np.inf)
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        # average ranks over ties
+        values, inverse = np.unique(v, return_inverse=True)
+        sums = np.bincount(inverse, weights=r)
+        counts = np.bincount(inverse)
+        return (sums / counts)[inverse]
+
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=RESULTS / "nb201_mnist1d.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "quality_nb201_mnist1d")
+    args = parser.parse_args(argv)
+    if not args.table.exists():
+        raise SystemExit(f"{args.table} does not exist; build it with python -m "
+                         "benchmarks.tabulate")
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxnas import data as data_lib
+    from jaxnas import spaces
+    from jaxnas.nn.proxies import make_score_fn
+
+    table = Table(args.table)
+    space = spaces.get("nasbench201")
+    val_err, val_err_low = jnp.asarray(table.val_err), jnp.asarray(table.val_err_low)
+
+    def evaluate(key, archs):
+        del key
+        return val_err[table.lookup(archs)]
+
+    def evaluate_fidelity(key, archs, steps):
+        del key
+        index = table.lookup(archs)
+        return jnp.where(steps >= 9, val_err[index], val_err_low[index])
+
+    proxies = proxy_correlations(table)
+    best_proxy = max(proxies, key=lambda name: proxies[name])
+    mnist1d = data_lib.load("mnist1d", seed=table.meta["seed"])
+    score_fn = make_score_fn(space, mnist1d, proxy=best_proxy, width=table.meta["width"])
+    results = {}
+    for name, strategy in _strategies(space, score_fn).items():
+        if strategy.info.multi_fidelity:
+            # rungs of 1, 3, 9 steps: enough generations to spend BUDGET full evaluations
+            history = _histories(strategy, evaluate_fidelity, generations=6 * BUDGET // BATCH)
+            curves = regret_curve(table, history, top_steps=9)
+        else:
+            history = _histories(strategy, evaluate, generations=BUDGET // BATCH)
+            curves = regret_curve(table, history, top_steps=None)
+        results[name] = {
+            str(n): {"mean": float(np.nanmean(v)), "median": float(np.nanmedian(v)),
+                     "q25": float(np.nanpercentile(v, 25)),
+                     "q75": float(np.nanpercentile(v, 75)), "runs": len(v)}
+            for n, v in curves.items()}
+        final = results[name][str(BUDGET)]
+        print(f"{name:10s} regret at {BUDGET}: mean {100 * final['mean']:.2f} "
+              f"median {100 * final['median']:.2f} points", flush=True)
+    report = {"table": table.meta, "seeds": SEEDS, "batch": BATCH, "budget": BUDGET,
+              "best_test_error": float(table.test_err.min()), "regret": results,
+              "proxy_spearman": proxies, "zero_cost_proxy": best_proxy,
+              "literature_nb101_test_error_at_150": LITERATURE}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _write(args.out.with_suffix(".json"), json.dumps(report, indent=1))
+    _write(args.out.with_suffix(".md"), _markdown(report))
+    _plot(report, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}.{{json,md,png}}", file=sys.stderr)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+
+
+def _markdown(report: dict) -> str:
+    meta = report["table"]
+    lines = [
+        "# Search quality on the jaxnas NAS-Bench-201 / MNIST-1D table",
+        "",
+        f"Table: {meta['unique_cells']} unique cells, {meta['steps']} adam steps (cosine), "
+        f"batch {meta['batch_size']}, width {meta['width']}, {meta['cells']} cell(s); built "
+        f"in {meta['seconds_this_run']:.0f} s on {meta['cpu']} ({meta['devices']} jax "
+        f"devices). Best test error in the table: {100 * report['best_test_error']:.2f}%.",
+        "",
+        f"Regret (test error of the best-validation cell found, minus the table's best, "
+        f"in percentage points), {report['seeds']} seeds, batches of {report['batch']}:",
+        "",
+        "| strategy | " + " | ".join(f"n={n}" for n in CHECKPOINTS) + " |",
+        "|---|" + "---|" * len(CHECKPOINTS),
+    ]
+    for name, curve in report["regret"].items():
+        cells = [f"{100 * curve[str(n)]['mean']:.2f} ({100 * curve[str(n)]['q25']:.2f}-"
+                 f"{100 * curve[str(n)]['q75']:.2f})" for n in CHECKPOINTS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Mean (25%-75% over seeds). Literature, NAS-Bench-101 at 150 queries (test "
+              "error, BANANAS paper): " + ", ".join(
+                  f"{k} {v}%" for k, v in report["literature_nb101_test_error_at_150"].items()),
+              "", f"Zero-cost proxies, Spearman rank correlation with validation accuracy "
+              f"over all {meta['unique_cells']} unique cells (zero_cost above uses "
+              f"`{report['zero_cost_proxy']}`):", "", "| proxy | Spearman |", "|---|---|"]
+    lines += [f"| {name} | {value:.3f} |" for name, value in report["proxy_spearman"].items()]
+    return "\n".join(lines)
+
+
+def _plot(report: dict, path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, curve in report["regret"].items():
+        mean = [100 * curve[str(n)]["mean"] for n in CHECKPOINTS]
+        low = [100 * curve[str(n)]["q25"] for n in CHECKPOINTS]
+        high = [100 * curve[str(n)]["q75"] for n in CHECKPOINTS]
+        ax.plot(CHECKPOINTS, mean, marker="o", label=name)
+        ax.fill_between(CHECKPOINTS, low, high, alpha=0.12)
+    ax.set_xlabel("evaluations (full-training equivalents)")
+    ax.set_ylabel("test regret (percentage points)")
+    ax.set_xscale("log")
+    ax.set_title("NAS-Bench-201 cells on MNIST-1D, jaxnas table")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,9 +7,9 @@ by lookup and writes ``benchmarks/results/quality_nb201_mnist1d.{json,md,png}``:
   with the best validation error found so far, minus the best test error in the
   table; mean, median and the 25-75% spread over seeds. Multi-fidelity strategies
   (successive halving, Hyperband) see the table's low fidelity (validation after
-  a third of the steps) below their top rung, and their cost is counted in full
-  evaluations (training steps / top-rung steps); only top-rung evaluations are
-  picked.
+  a third of the steps) below their top rung (rungs of 1, 3 and 9 "steps"), and an
+  evaluation at s steps costs s / 9 of a full one (a survivor's continued training
+  is counted in full: conservative); only top-rung evaluations are picked.
 * zero-cost proxies: Spearman rank correlation of each proxy (at initialisation,
   one minibatch of 64 training examples) with the table's validation accuracy,
   over every unique cell.
@@ -56,12 +56,15 @@ class Table:
         self.unique_val_acc = np.asarray([row[columns["val_acc"]] for row in rows])
         self.unique_cells = [row[columns["arch"]] for row in rows]
 
-    def lookup(self, archs):
-        """(P,) enumeration index of a population of nasbench201 cells (jittable)."""
-        import jax.numpy as jnp
 
-        digits = archs.ops[..., 1:7].astype(jnp.int32)
-        return digits @ (5 ** jnp.arange(5, -1, -1, dtype=jnp.int32))
+
+def cell_index(archs):
+    """Enumeration index of nasbench201 cells, any leading axes (jittable): the six
+    edge ops are the base-5 digits, the first edge most significant."""
+    import jax.numpy as jnp
+
+    digits = jnp.asarray(archs.ops)[..., 1:7].astype(jnp.int32)
+    return digits @ (5 ** jnp.arange(5, -1, -1, dtype=jnp.int32))
 
 
 def _strategies(space, score_fn):
@@ -102,10 +105,9 @@ def _histories(strategy, evaluate, generations: int):
 
 def regret_curve(table: Table, history, top_steps: int | None) -> dict:
     """Regret at CHECKPOINTS evaluations for every seed."""
-    import jax
     import numpy as np
 
-    index = np.asarray(jax.vmap(jax.vmap(table.lookup))(history.archs))  # (S, G, B)
+    index = np.asarray(cell_index(history.archs))  # (S, G, B)
     seeds = index.shape[0]
     index = index.reshape(seeds, -1)
     if top_steps is None:
@@ -193,7 +195,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.table} does not exist; build it with python -m "
                          "benchmarks.tabulate")
     import jax.numpy as jnp
-    import numpy as np
 
     from jaxnas import data as data_lib
     from jaxnas import spaces
@@ -205,11 +206,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def evaluate(key, archs):
         del key
-        return val_err[table.lookup(archs)]
+        return val_err[cell_index(archs)]
 
     def evaluate_fidelity(key, archs, steps):
         del key
-        index = table.lookup(archs)
+        index = cell_index(archs)
         return jnp.where(steps >= 9, val_err[index], val_err_low[index])
 
     proxies = proxy_correlations(table)
@@ -225,14 +226,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             history = _histories(strategy, evaluate, generations=BUDGET // BATCH)
             curves = regret_curve(table, history, top_steps=None)
-        results[name] = {
-            str(n): {"mean": float(np.nanmean(v)), "median": float(np.nanmedian(v)),
-                     "q25": float(np.nanpercentile(v, 25)),
-                     "q75": float(np.nanpercentile(v, 75)), "runs": len(v)}
-            for n, v in curves.items()}
+        results[name] = {str(n): _summary(v) for n, v in curves.items()}
         final = results[name][str(BUDGET)]
-        print(f"{name:10s} regret at {BUDGET}: mean {100 * final['mean']:.2f} "
-              f"median {100 * final['median']:.2f} points", flush=True)
+        if final["runs"]:
+            print(f"{name:10s} regret at {BUDGET}: mean {100 * final['mean']:.2f} "
+                  f"median {100 * final['median']:.2f} points", flush=True)
     report = {"table": table.meta, "seeds": SEEDS, "batch": BATCH, "budget": BUDGET,
               "best_test_error": float(table.test_err.min()), "regret": results,
               "proxy_spearman": proxies, "zero_cost_proxy": best_proxy,
@@ -242,6 +240,19 @@ def main(argv: list[str] | None = None) -> None:
     _write(args.out.with_suffix(".md"), _markdown(report))
     _plot(report, args.out.with_suffix(".png"))
     print(f"wrote {args.out}.{{json,md,png}}", file=sys.stderr)
+
+
+def _summary(regrets: list[float]) -> dict:
+    """Mean, median and quartiles over the seeds that have picked a cell by then
+    (multi-fidelity runs pick nothing before their first top-rung evaluation)."""
+    import numpy as np
+
+    picked = np.asarray([r for r in regrets if np.isfinite(r)])
+    if not len(picked):
+        return {"mean": None, "median": None, "q25": None, "q75": None, "runs": 0}
+    return {"mean": float(picked.mean()), "median": float(np.median(picked)),
+            "q25": float(np.percentile(picked, 25)), "q75": float(np.percentile(picked, 75)),
+            "runs": len(picked)}
 
 
 def _write(path: Path, text: str) -> None:
@@ -267,7 +278,8 @@ def _markdown(report: dict) -> str:
         "|---|" + "---|" * len(CHECKPOINTS),
     ]
     for name, curve in report["regret"].items():
-        cells = [f"{100 * curve[str(n)]['mean']:.2f} ({100 * curve[str(n)]['q25']:.2f}-"
+        cells = ["-" if curve[str(n)]["runs"] == 0 else
+                 f"{100 * curve[str(n)]['mean']:.2f} ({100 * curve[str(n)]['q25']:.2f}-"
                  f"{100 * curve[str(n)]['q75']:.2f})" for n in CHECKPOINTS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Mean (25%-75% over seeds). Literature, NAS-Bench-101 at 150 queries (test "
@@ -290,11 +302,12 @@ def _plot(report: dict, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, curve in report["regret"].items():
-        mean = [100 * curve[str(n)]["mean"] for n in CHECKPOINTS]
-        low = [100 * curve[str(n)]["q25"] for n in CHECKPOINTS]
-        high = [100 * curve[str(n)]["q75"] for n in CHECKPOINTS]
-        ax.plot(CHECKPOINTS, mean, marker="o", label=name)
-        ax.fill_between(CHECKPOINTS, low, high, alpha=0.12)
+        points = [n for n in CHECKPOINTS if curve[str(n)]["runs"]]
+        mean = [100 * curve[str(n)]["mean"] for n in points]
+        low = [100 * curve[str(n)]["q25"] for n in points]
+        high = [100 * curve[str(n)]["q75"] for n in points]
+        ax.plot(points, mean, marker="o", label=name)
+        ax.fill_between(points, low, high, alpha=0.12)
     ax.set_xlabel("evaluations (full-training equivalents)")
     ax.set_ylabel("test regret (percentage points)")
     ax.set_xscale("log")

@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     from jaxnas.arch import nb201_to_str
     from jaxnas.arch._encoding import Arch
     from jaxnas.nn import ModelConfig, make_model
+    from jaxnas.nn._compact import compute_nodes
     from jaxnas.train import TrainConfig, evaluate, put_data, train_population
 
     settings = _settings(args)
@@ -135,11 +136,16 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not partial.exists():
         partial.write_text(json.dumps(settings) + "\n")
-    todo = [r for r in range(total) if r not in done]
+    todo = np.asarray([r for r in range(total) if r not in done], np.int32)
+    if len(todo):
+        # Sorted by compute nodes, each chunk comes from one bucket: few compiled sizes.
+        heads = Arch(adj=cells.adj[first[todo]], ops=cells.ops[first[todo]])
+        counts = np.asarray(jax.vmap(lambda a: compute_nodes(model.layout, a))(heads))
+        todo = todo[np.argsort(counts, kind="stable")]
     start = time.perf_counter()
     print(f"{total} unique cells, {len(done)} done, {len(todo)} to train", flush=True)
     for offset in range(0, len(todo), args.chunk):
-        rows = np.asarray(todo[offset:offset + args.chunk])
+        rows = todo[offset:offset + args.chunk]
         archs = Arch(adj=cells.adj[first[rows]], ops=cells.ops[first[rows]])
         keys = jax.vmap(jax.random.fold_in, (None, 0))(init_root, rows)
         low = train_population(keys, space, archs, device_data, config_low,

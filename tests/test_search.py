@@ -206,7 +206,6 @@ def test_space_show(finished_run, tmp_path):
 def test_export_to_torch_gives_the_same_predictions(finished_run, tmp_path):
     torch = pytest.importorskip("torch", reason="the torch export needs the benchmarks extra")
     from benchmarks.twin import SeedModule
-    from jaxnas.nn import ModelConfig
 
     out, _ = finished_run
     target = tmp_path / "best.pt"
@@ -214,7 +213,7 @@ def test_export_to_torch_gives_the_same_predictions(finished_run, tmp_path):
     assert "wrote" in result.stdout
     predictor = jaxnas.load(out)
     module = SeedModule(predictor.space, predictor.arch, predictor.input_shape,
-                        predictor.num_classes, ModelConfig(width=predictor.width))
+                        predictor.num_classes, predictor.model_config)
     module.load_state_dict(torch.load(target))
     x = jaxnas.data.load("digits", seed=3).x_test[:50]
     with torch.no_grad():

@@ -127,7 +127,9 @@ def make_train(space: Space, config: TrainConfig | None = None,
                              "training examples")
         adj, ops = _host_population(space, archs)
         population = ops.shape[0]
-        _check_valid(space, adj, ops)
+        # Checked at a rounded size (copies of row 0): one validity program for many P.
+        rounded = round_up(population, 1)
+        _check_valid(space, _pad_rows(adj, rounded), _pad_rows(ops, rounded))
         if state is not None:
             _check_state(state, population)
         replicated = NamedSharding(_programs.mesh_of(devices), Spec())
@@ -136,7 +138,7 @@ def make_train(space: Space, config: TrainConfig | None = None,
         # faster on CPU; each device draws its own candidates' numbers, so nothing is lost.
         with jax.threefry_partitionable(False):
             if state is None:
-                keys = _start_keys(key, batch_key, population, round_up(population, 1))
+                keys = _start_keys(key, batch_key, population, rounded)
             else:
                 state = _on_mesh(state, replicated)
             groups = _groups(space, static, data, adj, ops)

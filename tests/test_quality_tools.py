@@ -1,0 +1,46 @@
+"""The tabular-benchmark tools: cell lookup, unique cells, rank correlation."""
+
+import numpy as np
+import pytest
+
+from benchmarks import quality, tabulate
+from jaxnas import spaces
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return tabulate.unique_cells()
+
+
+def test_lookup_is_the_enumeration_index(cells):
+    _, every, _, _, _ = cells
+    index = quality.cell_index(every)
+    np.testing.assert_array_equal(np.asarray(index), np.arange(15625))
+
+
+def test_unique_cells_follow_the_nats_bench_rule(cells):
+    space, every, index, first, hashes = cells
+    assert len(first) == len(hashes) == 6466  # NATS-Bench's topology search space
+    assert index.shape == (15625,) and index.max() == 6465
+    # Every cell maps to a row whose representative has the same canonical hash.
+    rng = np.random.default_rng(0)
+    for i in rng.choice(15625, 200, replace=False):
+        rep = first[index[i]]
+        cell = type(every)(adj=every.adj[i], ops=every.ops[i])
+        same = type(every)(adj=every.adj[rep], ops=every.ops[rep])
+        assert space.canonical_hash(cell) == space.canonical_hash(same) == hashes[index[i]]
+    assert list(first) == sorted(first)  # rows in first-appearance order
+
+
+def test_spearman_handles_ties_and_non_finite_scores():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    assert quality._spearman(a, a) == pytest.approx(1.0)
+    assert quality._spearman(a, -a) == pytest.approx(-1.0)
+    # Ties get average ranks: ranks (0.5, 0.5, 2, 3) against (0, 1, 2, 3).
+    tied = quality._spearman(np.array([1.0, 1.0, 2.0, 3.0]), a)
+    expected = np.corrcoef([0.5, 0.5, 2, 3], [0, 1, 2, 3])[0, 1]
+    assert tied == pytest.approx(expected)
+    # A non-finite proxy score ranks last, like the worst finite one.
+    worst = quality._spearman(np.array([-np.inf, 2.0, 3.0, 4.0]), a)
+    assert worst == pytest.approx(1.0)
+    assert spaces.get("nasbench201").num_ops == 5  # the lookup's base

@@ -13,6 +13,7 @@ import jaxnas.spaces
 from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, prune, stack, unstack
 from jaxnas.nn import ModelConfig, make_model, parse_op
 from jaxnas.nn._compact import compact, compute_nodes
+from jaxnas.nn._cost import executed_flops
 from jaxnas.spaces import ChainSpace, NasBench201Space, chain_arch
 
 SPACES = jaxnas.spaces.names()
@@ -340,6 +341,9 @@ def test_compact_form_computes_the_same_function(space_name):
         assert compacted.adj.shape == (len(counts), size, size)
         np.testing.assert_allclose(jax.vmap(model.apply, (0, 0, None))(params, compacted, x),
                                    padded, rtol=1e-5, atol=1e-5)
+    # A bucket of all the inner slots executes what the padded program does.
+    assert executed_flops(model.layout, space.max_nodes - 2) == model.executed_flops
+    assert executed_flops(model.layout, 1) <= model.executed_flops
 
 
 def test_compaction_folds_skips_with_multiplicity():

@@ -2,8 +2,9 @@
 
 ``train`` is a thin host layer around cached compiled programs (``_programs``): it
 checks the population, pads it to a rounded size, places it on the device mesh and
-runs one program; the architectures, keys and swept numbers are traced, so a new
-population of the same padded size compiles nothing.
+runs one program (with ``TrainConfig.buckets``, one per bucket of compacted
+architectures); the architectures, keys and swept numbers are traced, so a new
+population of the same padded sizes compiles nothing.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ class TrainConfig:
         folded into the adjacency; zero, dead and padding nodes dropped; see
         ``jaxnas.nn._compact``) and trained in the smallest of b programs with
         ceil(M * j / b) node slots (j = 1..b, M = the space's inner nodes) that fits
-        its compute nodes: a random dense cell then executes about half the FLOPs.
+        its compute nodes: with b = 3, 0.82 of a random dense cell's executed FLOPs are
+        useful instead of 0.48 (digits, width 32).
         Each bucket is its own compiled program (b compilations instead of one).
     """
 

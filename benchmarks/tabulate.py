@@ -8,10 +8,11 @@ stores a compact table::
 
     benchmarks/results/nb201_mnist1d.json
       meta:    settings, machine, versions, wall seconds
-      columns: hash, arch, val_acc, val_loss, test_acc, params, flops, val_acc_low
+      columns: row, hash, arch, val_acc, val_loss, test_acc, params, flops, val_acc_low
                (validation accuracy after the first --low-steps steps of the same run:
                a lower fidelity for successive halving and Hyperband)
-      rows:    one per unique cell, in first-appearance order of the enumeration
+      rows:    one per unique cell (row = its number in first-appearance order of the
+               enumeration; all 6,466, or a --sample of them)
       index:   15,625 row numbers, cell i of the enumeration -> its unique row
 
 Cell i of the enumeration has the six edge ops ``ops[1:7]`` whose base-5 digits,
@@ -41,7 +42,7 @@ def _settings(args) -> dict:
             "low_steps": args.low_steps,
             "batch_size": args.batch_size, "learning_rate": args.lr, "width": args.width,
             "cells": args.cells, "schedule": "cosine", "optimizer": "adam",
-            "buckets": args.buckets, "seed": args.seed}
+            "buckets": args.buckets, "seed": args.seed, "sample": args.sample}
 
 
 def unique_cells():
@@ -94,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cells", type=int, default=1)
     parser.add_argument("--buckets", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=256, help="cells per training call")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="train only the first N unique cells (a partial table)")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="train only N unique cells drawn at random with --seed "
+                             "(a partial table)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "nb201_mnist1d.json")
     args = parser.parse_args(argv)
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("steps", "batch_size", "width", "cells", "buckets", "chunk"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.sample is not None and not 1 <= args.sample <= 6466:
+        parser.error("--sample must be between 1 and 6466")
 
     import jax
     import numpy as np
@@ -120,7 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = _settings(args)
     partial = args.out.with_suffix(".partial.jsonl")
     space, cells, index, first, hashes = unique_cells()
-    total = len(first) if args.limit is None else min(args.limit, len(first))
+    selected = np.arange(len(first))
+    if args.sample is not None:
+        draw = np.random.default_rng(args.seed).choice(len(first), args.sample, replace=False)
+        selected = np.sort(draw)
+    total = len(selected)
     done = _read_partial(partial, settings)
     dataset = data_lib.load("mnist1d", seed=args.seed)
     device_data = put_data(dataset)
@@ -136,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not partial.exists():
         partial.write_text(json.dumps(settings) + "\n")
-    todo = np.asarray([r for r in range(total) if r not in done], np.int32)
+    todo = np.asarray([r for r in selected if r not in done], np.int32)
     if len(todo):
         # Sorted by compute nodes, each chunk comes from one bucket: few compiled sizes.
         heads = Arch(adj=cells.adj[first[todo]], ops=cells.ops[first[todo]])
@@ -168,10 +176,10 @@ def main(argv: list[str] | None = None) -> None:
               f"median val acc {np.median(result.val_acc):.3f}", flush=True)
     seconds = time.perf_counter() - start
     table_rows = []
-    for row in range(total):
+    for row in selected.tolist():
         val_acc, val_loss, test_acc, params, flops, low_acc = done[row]
         arch = Arch(adj=cells.adj[first[row]], ops=cells.ops[first[row]])
-        table_rows.append([hashes[row], nb201_to_str(arch),
+        table_rows.append([row, hashes[row], nb201_to_str(arch),
                            round(val_acc, 5), round(val_loss, 5), round(test_acc, 5), params,
                            flops, round(low_acc, 5)])
     device = jax.devices()[0]
@@ -186,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
                 device_kind=device.device_kind, devices=len(jax.devices()),
                 jax=jax.__version__, python=platform.python_version())
     table = {"meta": meta,
-             "columns": ["hash", "arch", "val_acc", "val_loss", "test_acc", "params", "flops",
-                         "val_acc_low"],
+             "columns": ["row", "hash", "arch", "val_acc", "val_loss", "test_acc", "params",
+                         "flops", "val_acc_low"],
              "rows": table_rows,
              "index": index.tolist() if total == len(first) else None}
     tmp = args.out.with_name(f".{args.out.name}.tmp")

@@ -1,5 +1,7 @@
 """The tabular-benchmark tools: cell lookup, unique cells, rank correlation."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -44,3 +46,32 @@ def test_spearman_handles_ties_and_non_finite_scores():
     worst = quality._spearman(np.array([-np.inf, 2.0, 3.0, 4.0]), a)
     assert worst == pytest.approx(1.0)
     assert spaces.get("nasbench201").num_ops == 5  # the lookup's base
+
+
+def test_a_sampled_table_resumes_and_feeds_the_proxy_report(tmp_path, capsys):
+    out = tmp_path / "table.json"
+    settings = ["--sample", "6", "--steps", "3", "--low-steps", "1", "--batch-size", "16",
+                "--width", "4", "--chunk", "4", "--out", str(out)]
+    tabulate.main(settings)
+    table = json.loads(out.read_text())
+    assert not table["meta"]["complete"] and table["index"] is None
+    rows = table["rows"]
+    assert len(rows) == 6 and len({row[0] for row in rows}) == 6
+    columns = table["columns"]
+    for row in rows:
+        values = dict(zip(columns, row, strict=True))
+        assert 0 <= values["val_acc"] <= 1 and 0 <= values["test_acc"] <= 1
+        assert values["params"] > 0 and np.isfinite(values["val_loss"])
+    # Every chunk was kept: a second run trains nothing and writes the same table.
+    capsys.readouterr()
+    tabulate.main(settings)
+    assert "0 to train" in capsys.readouterr().out
+    assert json.loads(out.read_text())["rows"] == rows
+    with pytest.raises(SystemExit, match="other settings"):
+        tabulate.main(settings[:-2] + ["--width", "8", "--out", str(out)])
+    quality.main(["--table", str(out), "--out", str(tmp_path / "q"), "--proxies-only"])
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert set(report["proxy_spearman"]) == {"synflow", "naswot", "grad_norm", "snip",
+                                             "jacob_cov"}
+    with pytest.raises(SystemExit, match="partial table"):
+        quality.main(["--table", str(out), "--out", str(tmp_path / "q2")])

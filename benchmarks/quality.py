@@ -273,15 +273,21 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _describe(meta: dict) -> str:
+    sample = (f" (a random sample of {meta['rows']}, seed {meta['seed']})"
+              if meta.get("sample") else "")
+    return (f"{meta['unique_cells']} unique cells{sample}, {meta['steps']} adam steps "
+            f"(cosine), batch {meta['batch_size']}, width {meta['width']}, {meta['cells']} "
+            f"cell(s); built in {meta['seconds_this_run']:.0f} s on {meta['cpu']} "
+            f"({meta['devices']} jax devices).")
+
+
 def _markdown(report: dict) -> str:
-    meta = report["table"]
     lines = [
         "# Search quality on the jaxnas NAS-Bench-201 / MNIST-1D table",
         "",
-        f"Table: {meta['unique_cells']} unique cells, {meta['steps']} adam steps (cosine), "
-        f"batch {meta['batch_size']}, width {meta['width']}, {meta['cells']} cell(s); built "
-        f"in {meta['seconds_this_run']:.0f} s on {meta['cpu']} ({meta['devices']} jax "
-        f"devices). Best test error in the table: {100 * report['best_test_error']:.2f}%.",
+        f"Table: {_describe(report['table'])} Best test error in the table: "
+        f"{100 * report['best_test_error']:.2f}%.",
         "",
         f"Regret (test error of the best-validation cell found, minus the table's best, "
         f"in percentage points), {report['seeds']} seeds, batches of {report['batch']}:",
@@ -298,7 +304,7 @@ def _markdown(report: dict) -> str:
               "error, BANANAS paper): " + ", ".join(
                   f"{k} {v}%" for k, v in report["literature_nb101_test_error_at_150"].items()),
               "", f"Zero-cost proxies, Spearman rank correlation with validation accuracy "
-              f"over all {meta['unique_cells']} unique cells (zero_cost above uses "
+              f"over all {report['table']['unique_cells']} unique cells (zero_cost above uses "
               f"`{report['zero_cost_proxy']}`):", ""]
     return "\n".join(lines + _proxy_table(report["proxy_spearman"]))
 
@@ -309,16 +315,12 @@ def _proxy_table(proxies: dict[str, float]) -> list[str]:
 
 
 def _proxy_markdown(report: dict) -> str:
-    meta = report["table"]
     lines = [
         "# Zero-cost proxies on the jaxnas NAS-Bench-201 / MNIST-1D table",
         "",
-        f"{meta['rows']} of {meta['unique_cells']} unique cells"
-        + (f" (a random sample, seed {meta['seed']})" if meta.get("sample") else "")
-        + f", {meta['steps']} adam steps (cosine), batch {meta['batch_size']}, width "
-        f"{meta['width']}, {meta['cells']} cell(s); built in {meta['seconds_this_run']:.0f} s "
-        f"on {meta['cpu']}. Spearman rank correlation of each proxy (at initialisation, one "
-        "minibatch of 64 training examples) with validation accuracy:", ""]
+        f"{_describe(report['table'])} Spearman rank correlation of each proxy (at "
+        "initialisation, one minibatch of 64 training examples) with validation accuracy:",
+        ""]
     return "\n".join(lines + _proxy_table(report["proxy_spearman"]))
 
 

@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.sample is not None and not 1 <= args.sample <= 6466:
         parser.error("--sample must be between 1 and 6466")
 
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in flags:
+        # One XLA CPU device uses about one core: one host device per core (PERF_NOTES).
+        os.environ["XLA_FLAGS"] = (f"{flags} --xla_force_host_platform_device_count="
+                                   f"{os.cpu_count() or 1}").strip()
     import jax
     import numpy as np
 

@@ -271,30 +271,30 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
     n, k = layout.num_nodes, len(layout.specs)
     if x.shape[1:] != layout.input_shape:
         raise ValueError(f"x must have shape (batch, *{layout.input_shape}); got {x.shape}")
-    if node is not None:
-        h = _stem(layout, params, x)
+    if node is not None:  # a Compact: already live-masked, its slots use node[i]'s params
+        edges, choice = adj, ops
         slots = jnp.maximum(node[layout.first_node:-1] - layout.first_node, 0)
-        for cell in params["cells"]:
-            nodes = jax.tree.map(lambda a: a[slots], cell["nodes"])
-            h, _ = _cell(layout, {**cell, "nodes": nodes}, h, adj, ops, hard)
-        return _head(params, h)
-    if adj.shape != (n, n):
-        raise ValueError(f"the adjacency must have shape ({n}, {n}); got {adj.shape}")
-    live = live_nodes(adj != 0)
-    if hard:
-        if ops.shape != (n,):
-            raise ValueError(f"ops must have shape ({n},); got {ops.shape} (vmap populations)")
-        # Dead and padding nodes get op id -1, which no op matches, so they output zeros.
-        choice = jnp.where(live, ops, -1)
-        edges = (adj != 0) & live[:, None]
     else:
-        if ops.shape != (n, k):
-            raise ValueError(f"op_weights must have shape ({n}, {k}); got {ops.shape}")
-        choice = jnp.where(live[:, None], ops.astype(jnp.float32), 0.0)
-        edges = adj.astype(jnp.float32)
+        if adj.shape != (n, n):
+            raise ValueError(f"the adjacency must have shape ({n}, {n}); got {adj.shape}")
+        live = live_nodes(adj != 0)
+        if hard:
+            if ops.shape != (n,):
+                raise ValueError(f"ops must have shape ({n},); got {ops.shape} "
+                                 "(vmap populations)")
+            # Dead and padding nodes get op id -1, which no op matches: they output zeros.
+            choice = jnp.where(live, ops, -1)
+            edges = (adj != 0) & live[:, None]
+        else:
+            if ops.shape != (n, k):
+                raise ValueError(f"op_weights must have shape ({n}, {k}); got {ops.shape}")
+            choice = jnp.where(live[:, None], ops.astype(jnp.float32), 0.0)
+            edges = adj.astype(jnp.float32)
     h = _stem(layout, params, x)
     values = [] if layout.raw_input else [h]
     for cell in params["cells"]:
+        if node is not None:
+            cell = {**cell, "nodes": jax.tree.map(lambda a: a[slots], cell["nodes"])}
         h, states = _cell(layout, cell, h, edges, choice, hard)
         values.extend(states[1:])
     logits = _head(params, h)

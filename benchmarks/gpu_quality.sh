@@ -2,7 +2,7 @@
 # The tabular benchmark (every unique NAS-Bench-201 cell on MNIST-1D) and the
 # search-quality report on it, on a GPU machine. Installs nothing; expects jax (with
 # CUDA), flax, optax and the mnist1d package, and the repository as the working
-# directory. Results: $OUT/nb201_mnist1d.json and $OUT/quality_nb201_mnist1d.{json,md,png}.
+# directory. Results: $OUT/nb201_mnist1d_gpu.json and $OUT/quality_nb201_mnist1d_gpu.{json,md,png}.
 # The table is resumable: if the time limit stops it, run the script again.
 # On a CPU the table takes hours at this budget, so without a GPU the script stops.
 # Extra arguments are passed on to benchmarks.tabulate.
@@ -20,6 +20,6 @@ if [ "$backend" != "gpu" ] && [ "$backend" != "cuda" ]; then
   exit 2
 fi
 timeout 480 "$PYTHON" -m benchmarks.tabulate --steps 600 --batch-size 128 --width 32 \
-  --chunk 2048 --out "$OUT/nb201_mnist1d.json" "$@"
-exec "$PYTHON" -m benchmarks.quality --table "$OUT/nb201_mnist1d.json" \
-  --out "$OUT/quality_nb201_mnist1d"
+  --chunk 2048 --out "$OUT/nb201_mnist1d_gpu.json" "$@"
+exec "$PYTHON" -m benchmarks.quality --table "$OUT/nb201_mnist1d_gpu.json" \
+  --out "$OUT/quality_nb201_mnist1d_gpu"

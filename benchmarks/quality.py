@@ -6,10 +6,10 @@ by lookup and writes ``benchmarks/results/quality_nb201_mnist1d.{json,md,png}``:
 * regret curves: after n evaluations (n = 10..150), the test error of the cell
   with the best validation error found so far, minus the best test error in the
   table; mean, median and the 25-75% spread over seeds. Multi-fidelity strategies
-  (successive halving, Hyperband) see the table's low fidelity (validation after
-  a third of the steps) below their top rung (rungs of 1, 3 and 9 "steps"), and an
-  evaluation at s steps costs s / 9 of a full one (a survivor's continued training
-  is counted in full: conservative); only top-rung evaluations are picked.
+  (successive halving, Hyperband; eta 2, two rungs) train their first rung for the
+  table's low fidelity (validation after half the steps, the table's
+  ``val_acc_low``), which costs half a full evaluation (a survivor's continued
+  training is counted in full: conservative); only top-rung evaluations are picked.
 * zero-cost proxies: Spearman rank correlation of each proxy (at initialisation,
   one minibatch of 64 training examples) with the table's validation accuracy,
   over every unique cell.
@@ -55,6 +55,12 @@ class Table:
             self.val_err_low = 1.0 - column("val_acc_low")[index]
             self.test_err = 1.0 - column("test_acc")[index]
 
+    def model_config(self):
+        """The networks the table trained (tables before --stem-kernel used 3)."""
+        from jaxnas.nn import ModelConfig
+
+        return ModelConfig(width=self.meta["width"], num_cells=self.meta["cells"],
+                           stem_kernel=self.meta.get("stem_kernel", 3))
 
 
 def cell_index(archs):
@@ -66,7 +72,7 @@ def cell_index(archs):
     return digits @ (5 ** jnp.arange(5, -1, -1, dtype=jnp.int32))
 
 
-def _strategies(space, score_fn):
+def _strategies(space, score_fn, steps: int):
     from jaxnas import strategies
 
     single = {
@@ -76,8 +82,9 @@ def _strategies(space, score_fn):
         "reinforce": dict(batch_size=BATCH),
         "bananas": dict(batch_size=BATCH, capacity=160, train_steps=50),
         "zero_cost": dict(batch_size=BATCH, pool_size=100, score_fn=score_fn),
-        "halving": dict(batch_size=BATCH, eta=3, rungs=3, max_steps=9),
-        "hyperband": dict(batch_size=BATCH, eta=3, rungs=3, max_steps=9),
+        # Rungs of steps // 2 and steps: the table's two fidelities.
+        "halving": dict(batch_size=BATCH, eta=2, rungs=2, max_steps=steps),
+        "hyperband": dict(batch_size=BATCH, eta=2, rungs=2, max_steps=steps),
     }
     return {name: strategies.get(name, space, **config) for name, config in single.items()}
 
@@ -142,13 +149,12 @@ def proxy_correlations(table: Table, chunk: int = 256) -> dict[str, float]:
     from jaxnas import data as data_lib
     from jaxnas import spaces
     from jaxnas.arch import nb201_from_str, stack
-    from jaxnas.nn import ModelConfig, make_model
+    from jaxnas.nn import make_model
     from jaxnas.nn.proxies import PROXIES, compute_proxies
 
     space = spaces.get("nasbench201")
     dataset = data_lib.load("mnist1d", seed=table.meta["seed"])
-    model = make_model(space, dataset.input_shape, dataset.num_classes,
-                       ModelConfig(width=table.meta["width"], num_cells=table.meta["cells"]))
+    model = make_model(space, dataset.input_shape, dataset.num_classes, table.model_config())
     x = jnp.asarray(dataset.x_train[:64])
     y = jnp.asarray(dataset.y_train[:64])
     archs = stack([nb201_from_str(cell) for cell in table.unique_cells])
@@ -213,6 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     if not table.complete:
         raise SystemExit(f"{args.table} is a partial table: regret curves need every cell "
                          "(run python -m benchmarks.tabulate to the end, or --proxies-only)")
+    steps = table.meta["steps"]
+    if table.meta["low_steps"] != steps // 2:
+        raise SystemExit(f"{args.table}: the multi-fidelity runs need the low fidelity at half "
+                         f"the steps ({steps // 2}); this table has {table.meta['low_steps']}")
     space = spaces.get("nasbench201")
     val_err, val_err_low = jnp.asarray(table.val_err), jnp.asarray(table.val_err_low)
 
@@ -223,18 +233,19 @@ def main(argv: list[str] | None = None) -> None:
     def evaluate_fidelity(key, archs, steps):
         del key
         index = cell_index(archs)
-        return jnp.where(steps >= 9, val_err[index], val_err_low[index])
+        return jnp.where(steps >= table.meta["steps"], val_err[index], val_err_low[index])
 
     proxies = proxy_correlations(table)
     best_proxy = max(proxies, key=lambda name: proxies[name])
     mnist1d = data_lib.load("mnist1d", seed=table.meta["seed"])
-    score_fn = make_score_fn(space, mnist1d, proxy=best_proxy, width=table.meta["width"])
+    score_fn = make_score_fn(space, mnist1d, proxy=best_proxy,
+                             model_config=table.model_config())
     results = {}
-    for name, strategy in _strategies(space, score_fn).items():
+    for name, strategy in _strategies(space, score_fn, steps).items():
         if strategy.info.multi_fidelity:
-            # rungs of 1, 3, 9 steps: enough generations to spend BUDGET full evaluations
-            history = _histories(strategy, evaluate_fidelity, generations=6 * BUDGET // BATCH)
-            curves = regret_curve(table, history, top_steps=9)
+            # A generation costs at least half a batch: enough to spend BUDGET evaluations.
+            history = _histories(strategy, evaluate_fidelity, generations=2 * BUDGET // BATCH)
+            curves = regret_curve(table, history, top_steps=steps)
         else:
             history = _histories(strategy, evaluate, generations=BUDGET // BATCH)
             curves = regret_curve(table, history, top_steps=None)

@@ -265,7 +265,8 @@ class _Run:
         if self.config.strategy == "zero_cost":
             from jaxnas.nn.proxies import make_score_fn
 
-            config["score_fn"] = make_score_fn(self.space, self.data)
+            config["score_fn"] = make_score_fn(self.space, self.data,
+                                               model_config=self.config.model)
         return config
 
     def train_config(self, steps: int) -> TrainConfig:

@@ -147,7 +147,8 @@ def test_naswot_uses_node_codes(mlp, batch):
 
 def test_make_score_fn(digits):
     space = _mlp_space()
-    score_fn = proxies.make_score_fn(space, digits, proxy="synflow", batch_size=8, width=4)
+    score_fn = proxies.make_score_fn(space, digits, proxy="synflow", batch_size=8,
+                                       model_config=ModelConfig(width=4))
     archs = space.sample(jax.random.key(11), P)
     scores = jax.jit(score_fn)(jax.random.key(12), archs)
     assert scores.shape == (P,) and np.isfinite(np.asarray(scores)).all()

@@ -75,3 +75,26 @@ def test_a_sampled_table_resumes_and_feeds_the_proxy_report(tmp_path, capsys):
                                              "jacob_cov"}
     with pytest.raises(SystemExit, match="partial table"):
         quality.main(["--table", str(out), "--out", str(tmp_path / "q2")])
+
+
+def test_regret_counts_low_rungs_at_half_cost_and_picks_only_full_evaluations(cells):
+    _, every, _, _, _ = cells
+    rng = np.random.default_rng(1)
+    table = object.__new__(quality.Table)
+    table.val_err = rng.uniform(0.2, 0.9, 15625).astype(np.float32)
+    table.test_err = table.val_err + 0.01
+    table.val_err[7] = table.test_err[7] = 0.0  # the optimum, seen only at the low rung
+    picked = rng.choice(np.arange(8, 15625), (3, quality.BATCH), replace=False)
+    picked[0, 0] = 7
+    top = picked[2][np.argmin(table.val_err[picked[2]])]
+    ops = every.ops[picked][None]  # one seed, 3 generations of a batch
+    history = type("History", (), {})()
+    history.archs = type(every)(adj=every.adj[picked][None], ops=ops)
+    history.fidelity = np.array([[50, 50, 100]])
+    curves = quality.regret_curve(table, history, top_steps=100)
+    # Two half-cost batches are 10 evaluations with nothing fully evaluated yet; the
+    # full batch brings the count to 20 and only its cells can be picked.
+    assert np.isnan(curves[10][0])
+    assert curves[20][0] == pytest.approx(float(table.test_err[top]))
+    plain = quality.regret_curve(table, history, top_steps=None)  # every evaluation counts
+    assert plain[30][0] == pytest.approx(0.0)

@@ -185,7 +185,8 @@ jacob_cov = _make_proxy("jacob_cov")
 
 
 def make_score_fn(space, data, proxy: str = "naswot", batch_size: int = 64,
-                  width: int = 16) -> Callable[[jax.Array, Arch], jax.Array]:
+                  model_config: ModelConfig = ModelConfig(width=16),  # noqa: B008 (frozen)
+                  ) -> Callable[[jax.Array, Arch], jax.Array]:
     """A jittable ``score_fn(key, archs (P,)) -> (P,)`` for ``strategies.zero_cost``.
 
     Args:
@@ -194,7 +195,8 @@ def make_score_fn(space, data, proxy: str = "naswot", batch_size: int = 64,
         the fixed minibatch.
       proxy: one of ``PROXIES``.
       batch_size: B.
-      width: ``ModelConfig.width`` of the scored networks.
+      model_config: the scored networks (the ones the search trains, for a proxy
+        that ranks what will be trained).
 
     Returns:
       score_fn; higher is better, non-finite scores are -inf.
@@ -203,8 +205,7 @@ def make_score_fn(space, data, proxy: str = "naswot", batch_size: int = 64,
         raise ValueError(f"unknown proxy {proxy!r}; expected one of {PROXIES}")
     if batch_size < 2:
         raise ValueError(f"batch_size must be at least 2; got {batch_size}")
-    model = make_model(space, tuple(data.input_shape), data.num_classes,
-                       ModelConfig(width=width))
+    model = make_model(space, tuple(data.input_shape), data.num_classes, model_config)
     x = jnp.asarray(np.asarray(data.x_train[:batch_size], np.float32))
     y = jnp.asarray(np.asarray(data.y_train[:batch_size], np.int32))
 

@@ -387,10 +387,24 @@ def compact_program(model: Model, size: int):
 
 
 @functools.lru_cache(maxsize=16)
-def evaluate_program(model: Model, eval_batch_size: int):
-    """Jitted (params, archs, x, y) -> (loss (P,), accuracy (P,))."""
-    return jax.jit(lambda params, archs, x, y: validate(
-        model, params, archs, *eval_batches(x, y, eval_batch_size)))
+def evaluate_program(model: Model, eval_batch_size: int, chunk: int):
+    """Jitted (params, archs, x, y) -> (loss (P,), accuracy (P,)), ``chunk`` candidates
+    at a time (a ``lax.map``), so memory does not grow with P."""
+
+    def run(params, archs, x, y):
+        batches = eval_batches(x, y, eval_batch_size)
+        size = archs.ops.shape[0]
+        count = -(-size // chunk)
+
+        def split(a):  # padded with copies of candidate 0, dropped below
+            a = jnp.concatenate([a, jnp.repeat(a[:1], count * chunk - size, 0)])
+            return a.reshape(count, chunk, *a.shape[1:])
+
+        loss, acc = jax.lax.map(lambda part: validate(model, *part, *batches),
+                                jax.tree.map(split, (params, archs)))
+        return loss.reshape(-1)[:size], acc.reshape(-1)[:size]
+
+    return jax.jit(run)
 
 
 @functools.lru_cache(maxsize=16)

@@ -292,7 +292,9 @@ def evaluate(space: Space, archs: Arch, params: Any, x: np.ndarray, y: np.ndarra
     config = TrainConfig() if config is None else config
     model = _programs.model_of(space, tuple(x.shape[1:]), num_classes, config.model)
     archs = Arch(adj=jnp.asarray(archs.adj, jnp.int8), ops=jnp.asarray(archs.ops, jnp.int32))
-    loss, acc = _programs.evaluate_program(model, config.eval_batch_size)(
+    chunk = _chunk_size(space, config, tuple(x.shape[1:]), num_classes,
+                        jax.default_backend())
+    loss, acc = _programs.evaluate_program(model, config.eval_batch_size, chunk)(
         params, archs, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
     loss = np.asarray(loss)
     return np.where(np.isfinite(loss), loss, np.inf).astype(np.float32), np.asarray(acc)

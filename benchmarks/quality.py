@@ -289,7 +289,8 @@ def _describe(meta: dict) -> str:
               if meta.get("sample") else "")
     return (f"{meta['unique_cells']} unique cells{sample}, {meta['steps']} adam steps "
             f"(cosine), batch {meta['batch_size']}, width {meta['width']}, {meta['cells']} "
-            f"cell(s); built in {meta['seconds_this_run']:.0f} s on {meta['cpu']} "
+            f"cell(s), stem kernel {meta.get('stem_kernel', 3)}; the run that completed it "
+            f"(tabulate resumes) took {meta['seconds_this_run']:.0f} s on {meta['cpu']} "
             f"({meta['devices']} jax devices).")
 
 

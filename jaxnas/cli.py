@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -95,24 +94,9 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def use_every_core() -> None:
-    """One XLA CPU device per core: one device computes on about one core, and the
-    trainer spreads a population over all devices (docs/scaling.md). Does nothing
-    when XLA_FLAGS sets a device count or JAX's backends have already started."""
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return
-    import jax
-
-    try:
-        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
-    except RuntimeError:  # JAX already runs (jaxnas called from Python): keep its devices
-        pass
-
-
 def _search(args: argparse.Namespace) -> None:
     from jaxnas.search import SearchError, search
 
-    use_every_core()
     if args.resume is not None and args.out is not None:
         raise UsageError("give either --out (a new run) or --resume (an existing run)")
     options = {key: getattr(args, key) for key in (

@@ -2,7 +2,8 @@
 # The tabular benchmark (every unique NAS-Bench-201 cell on MNIST-1D) and the
 # search-quality report on it, on a GPU machine. Installs nothing; expects jax (with
 # CUDA), flax, optax and the mnist1d package, and the repository as the working
-# directory. Results: $OUT/nb201_mnist1d_gpu.json and $OUT/quality_nb201_mnist1d_gpu.{json,md,png}.
+# directory. Results: $OUT/nb201_mnist1d_gpu.json and
+# $OUT/quality_nb201_mnist1d_gpu.{json,md,png}.
 # The table is resumable: if the time limit stops it, run the script again.
 # On a CPU the table takes hours at this budget, so without a GPU the script stops.
 # Extra arguments are passed on to benchmarks.tabulate.

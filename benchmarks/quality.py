@@ -230,10 +230,10 @@ def main(argv: list[str] | None = None) -> None:
         del key
         return val_err[cell_index(archs)]
 
-    def evaluate_fidelity(key, archs, steps):
+    def evaluate_fidelity(key, archs, trained):
         del key
         index = cell_index(archs)
-        return jnp.where(steps >= table.meta["steps"], val_err[index], val_err_low[index])
+        return jnp.where(trained >= steps, val_err[index], val_err_low[index])
 
     proxies = proxy_correlations(table)
     best_proxy = max(proxies, key=lambda name: proxies[name])

@@ -461,7 +461,7 @@ def train_seed_style(space: Space, archs: Arch, data, *, steps: int, batch_size:
                      lr: float, optimizer: str = "adam",
                      config: ModelConfig = ModelConfig(),  # noqa: B008 (frozen)
                      seed: int = 0, indices: np.ndarray | None = None,
-                     params: Any = None) -> list[dict[str, float]]:
+                     params: Any = None, device: str = "cpu") -> list[dict[str, float]]:
     """Trains each architecture in turn, seed-style: build the module, run its loop.
 
     Every candidate sees the same minibatches. Use one thread per process
@@ -477,6 +477,8 @@ def train_seed_style(space: Space, archs: Arch, data, *, steps: int, batch_size:
       seed: seeds PyTorch's init (candidate i uses seed + i) and the minibatches.
       indices: (steps, batch_size) minibatch indices; default ``minibatch_indices``.
       params: optional jaxnas params of the population (leading axis P) to start from.
+      device: the torch device every module trains on, one after another (the data is
+        copied there once).
 
     Returns:
       Per candidate: final minibatch "train_loss", "val_loss", "val_accuracy" and
@@ -486,11 +488,11 @@ def train_seed_style(space: Space, archs: Arch, data, *, steps: int, batch_size:
         raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {optimizer!r}")
     if indices is None:
         indices = minibatch_indices(len(data.y_train), steps, batch_size, seed)
-    x_train = torch.from_numpy(np.asarray(data.x_train, np.float32))
-    y_train = torch.from_numpy(np.asarray(data.y_train, np.int64))
-    x_val = torch.from_numpy(np.asarray(data.x_val, np.float32))
-    y_val = torch.from_numpy(np.asarray(data.y_val, np.int64))
-    batches = torch.from_numpy(np.asarray(indices, np.int64))
+    x_train = torch.from_numpy(np.asarray(data.x_train, np.float32)).to(device)
+    y_train = torch.from_numpy(np.asarray(data.y_train, np.int64)).to(device)
+    x_val = torch.from_numpy(np.asarray(data.x_val, np.float32)).to(device)
+    y_val = torch.from_numpy(np.asarray(data.y_val, np.int64)).to(device)
+    batches = torch.from_numpy(np.asarray(indices, np.int64)).to(device)
     results = []
     for index, arch in enumerate(unstack(archs)):
         torch.manual_seed(seed + index)
@@ -498,6 +500,7 @@ def train_seed_style(space: Space, archs: Arch, data, *, steps: int, batch_size:
         if params is not None:
             module.load_jax_params(jax.tree_util.tree_map(lambda a, i=index: np.asarray(a[i]),
                                                           params))
+        module = module.to(device)
         opt_class = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
         opt = opt_class(module.parameters(), lr=lr)
         loss = torch.zeros(())

@@ -114,7 +114,7 @@ def _search(args: argparse.Namespace) -> None:
             data=args.dataset or "digits",
             budget=args.budget_evals if args.budget_evals is not None else 96,
             seed=args.seed or 0, out=args.out or args.resume, resume=args.resume is not None,
-            progress=progress, **options)
+            progress=progress, compile_cache=args.compile_cache, **options)
     except SearchError as error:
         raise UsageError(str(error)) from None
     finally:
@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="new run directory for the log, checkpoint, plots and model")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--compile-cache", metavar="DIR|off",
+                     help="JAX's persistent compilation cache (default: $JAXNAS_COMPILE_CACHE, "
+                     "else ~/.cache/jaxnas/xla); 'off' turns it off")
     run.set_defaults(run=_search)
 
     report = commands.add_parser("report", help="top architectures of a run, and its plots")

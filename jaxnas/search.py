@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from jaxnas import compile_cache as cache_lib
 from jaxnas import data as data_lib
 from jaxnas import spaces as spaces_lib
 from jaxnas import strategies as strategies_lib
@@ -466,7 +467,8 @@ def search(space: str = SearchConfig.space, strategy: str = SearchConfig.strateg
            data: str | tuple | data_lib.Dataset = SearchConfig.dataset,
            budget: int = SearchConfig.budget_evals, seed: int = 0,
            out: str | os.PathLike | None = None, *, resume: bool = False,
-           progress: Callable[[dict], None] | None = None, **options) -> SearchResult:
+           progress: Callable[[dict], None] | None = None,
+           compile_cache: str | os.PathLike | bool | None = None, **options) -> SearchResult:
     """Runs a whole search and returns its result.
 
     Args:
@@ -480,6 +482,10 @@ def search(space: str = SearchConfig.space, strategy: str = SearchConfig.strateg
       resume: continue the run in ``out`` from its checkpoint; every other argument is
         then read from the checkpoint.
       progress: called after every generation with a dict of running figures.
+      compile_cache: JAX's persistent compilation cache, so that the next search on
+        this machine compiles nothing: a directory, True for the default
+        (``~/.cache/jaxnas/xla``), False to leave it off; None reads
+        ``$JAXNAS_COMPILE_CACHE`` (a directory or "off"), else the default.
       **options: other ``SearchConfig`` fields (population, steps, ...).
 
     Raises:
@@ -487,6 +493,11 @@ def search(space: str = SearchConfig.space, strategy: str = SearchConfig.strateg
       SearchInterrupted: Ctrl-C; the checkpoint of the last generation is on disk.
     """
     out = None if out is None else Path(out)
+    try:
+        cache_lib.enable(compile_cache)
+    except OSError as error:
+        raise SearchError(f"cannot use the compilation cache: {error}; choose another "
+                          "directory or turn it off (--compile-cache off)") from None
     if resume:
         if out is None:
             raise SearchError("resume needs the run directory")

@@ -294,6 +294,7 @@ def test_init_and_cells_with_their_own_weights():
     assert first["nodes"]["kernel"].shape == (2, 6, 1, WIDTH, WIDTH)
     assert not np.allclose(first["nodes"]["kernel"], second["nodes"]["kernel"])
     assert not np.allclose(params["head"]["kernel"][0], params["head"]["kernel"][1])
+    # An unnormalised dense cell starts He-normal with zero biases ("auto" -> "he").
     assert (first["nodes"]["bias"] == 0).all()
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(params))
 
@@ -344,6 +345,32 @@ def test_compact_form_computes_the_same_function(space_name):
     # A bucket of all the inner slots executes what the padded program does.
     assert executed_flops(model.layout, space.max_nodes - 2) == model.executed_flops
     assert executed_flops(model.layout, 1) <= model.executed_flops
+
+
+@pytest.mark.parametrize("space_name", SPACES)
+def test_branching_computes_the_same_function_and_gradients(space_name):
+    """``apply(..., branch=True)`` (each node runs its own op under ``lax.switch``, the
+    CPU fast path) equals the padded select program, for Arch and Compact forms."""
+    space, model, archs, params, x, _, _ = _setup(space_name)
+    archs = stack(unstack(archs) + unstack(space.sample(jax.random.key(4), 6).to_numpy()))
+    params = _host_params(model, len(archs.ops))
+    labels = np.arange(BATCH) % CLASSES
+
+    def loss(params, arch, branch):
+        logits = model.apply(params, arch, x, branch=branch)
+        return -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1).mean()
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=2)
+    size = int(np.asarray(jax.vmap(functools.partial(compute_nodes, model.layout))(archs)).max())
+    compacted = jax.vmap(functools.partial(compact, model.layout, size=size + 2))(archs)
+    for form in (archs, compacted):
+        for index in range(len(archs.ops)):
+            member, arch = _member(params, index), _member(form, index)
+            padded, padded_grads = value_and_grad(member, arch, False)
+            branched, branched_grads = value_and_grad(member, arch, True)
+            np.testing.assert_allclose(branched, padded, rtol=1e-5)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                         branched_grads, padded_grads)
 
 
 def test_compaction_folds_skips_with_multiplicity():

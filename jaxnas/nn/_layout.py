@@ -24,13 +24,15 @@ class ModelConfig:
       node_loop: how a cell walks its nodes: "scan" (``lax.scan`` over the stacked node
         parameters), "unroll" (a Python loop over the N static nodes) or "auto" (scan
         in spatial spaces, unroll in dense ones: the faster of the two on the CPU
-        measurements in the ``jaxnas.nn._model`` docstring).
+        measurements in the ``jaxnas.nn._model`` docstring; a branching model always
+        unrolls under "auto").
     """
 
     width: int = 32
     num_cells: int = 1
     stem_kernel: int = 3
     node_loop: str = "auto"
+    init: str = "auto"
 
     def __post_init__(self):
         if self.width < 1:
@@ -42,6 +44,9 @@ class ModelConfig:
         if self.node_loop not in ("auto", "scan", "unroll"):
             raise ValueError("ModelConfig.node_loop must be 'auto', 'scan' or 'unroll'; got "
                              f"{self.node_loop!r}")
+        if self.init not in ("auto", "torch", "he"):
+            raise ValueError("ModelConfig.init must be 'auto', 'torch' or 'he'; got "
+                             f"{self.init!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,11 +78,11 @@ class Layout:
     def num_nodes(self) -> int:
         return self.space.max_nodes
 
-    @property
-    def scan_nodes(self) -> bool:
-        """Whether cells walk their nodes with ``lax.scan`` (else a Python loop)."""
+    def scan_nodes(self, branch: bool) -> bool:
+        """Whether cells walk their nodes with ``lax.scan`` (else a Python loop); ``branch``:
+        the nodes branch (``lax.switch``), which runs 5-6x faster unrolled."""
         if self.config.node_loop == "auto":
-            return self.spatial
+            return self.spatial and not branch
         return self.config.node_loop == "scan"
 
     @property
@@ -126,6 +131,13 @@ class Layout:
     @property
     def has_norm(self) -> bool:
         return any(s.norm for s in self.specs)
+
+    @property
+    def init(self) -> str:
+        """The initialisation scheme, "torch" or "he" (``ModelConfig.init`` resolved)."""
+        if self.config.init == "auto":
+            return "torch" if self.has_norm else "he"
+        return self.config.init
 
     def op_width(self, spec: OpSpec) -> int:
         return self.config.width if spec.width is None else spec.width

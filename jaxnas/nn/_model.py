@@ -88,7 +88,7 @@ from jaxnas.arch._encoding import Arch, live_nodes
 from jaxnas.nn import _cost
 from jaxnas.nn._compact import Compact
 from jaxnas.nn._layout import Layout, ModelConfig, make_layout
-from jaxnas.nn._ops import ACTIVATIONS, channels, conv, norm, pool, tap_mask
+from jaxnas.nn._ops import ACTIVATIONS, OpSpec, channels, conv, norm, pool, tap_mask
 from jaxnas.spaces import Space
 
 Params = Any
@@ -100,9 +100,12 @@ class Model(NamedTuple):
     Attributes:
       init: key -> params of one architecture; every architecture of the space uses
         the same shapes, so ``vmap(init)`` over keys gives a population's params.
-      apply: (params, arch, x (B, *input_shape)) -> logits (B, num_classes) for one
-        architecture, an ``Arch`` or its ``Compact`` form (same function, fewer node
-        slots: see ``jaxnas.nn._compact``); jittable, vmappable over (params, arch).
+      apply: (params, arch, x (B, *input_shape), *, branch=False) -> logits
+        (B, num_classes) for one architecture, an ``Arch`` or its ``Compact`` form (same
+        function, fewer node slots: see ``jaxnas.nn._compact``); jittable, vmappable
+        over (params, arch). ``branch=True`` runs each node's op alone under
+        ``lax.switch`` (the same function): the fast form for one architecture that is
+        not vmapped, since under vmap every branch would run.
       apply_relaxed: (params, adj_weights (N, N), op_weights (N, K), x) -> logits:
         the continuous (DARTS) relaxation; node input = sum_j adj_weights[j, i] h_j,
         node output = sum_k op_weights[i, k] op_k(input). With a 0/1 adjacency and
@@ -118,7 +121,7 @@ class Model(NamedTuple):
     """
 
     init: Callable[[jax.Array], Params]
-    apply: Callable[[Params, Arch, jax.Array], jax.Array]
+    apply: Callable[..., jax.Array]
     apply_relaxed: Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array]
     num_params: Callable[[Arch], jax.Array]
     flops: Callable[[Arch], jax.Array]
@@ -146,9 +149,9 @@ def make_model(space: Space, input_shape: tuple[int, ...], num_classes: int,
     # compile instead of one per random draw); apply is left to the caller's jit.
     return Model(
         init=jax.jit(lambda key: init_params(layout, key)),
-        apply=lambda params, arch, x: _apply(layout, params, arch, x),
+        apply=lambda params, arch, x, *, branch=False: _apply(layout, params, arch, x, branch),
         apply_relaxed=lambda params, adj_weights, op_weights, x: _forward(
-            layout, params, adj_weights, op_weights, x, False),
+            layout, params, adj_weights, op_weights, x, hard=False),
         num_params=jax.jit(lambda arch: _cost.num_params(layout, arch)),
         flops=jax.jit(lambda arch: _cost.flops(layout, arch)),
         executed_flops=_cost.executed_flops(layout),
@@ -157,15 +160,22 @@ def make_model(space: Space, input_shape: tuple[int, ...], num_classes: int,
 
 
 class _Leaf(NamedTuple):
-    """How one parameter array starts: He-normal with ``std``, or all ``fill``."""
+    """How one parameter array starts: drawn for a layer of ``fan_in`` inputs (a kernel,
+    or a bias with ``bias``), or all ``fill`` (``fan_in`` 0)."""
 
     shape: tuple[int, ...]
-    std: float = 0.0
+    fan_in: int = 0
     fill: float = 0.0
+    bias: bool = False
+    gain: float = 2.0
 
 
-def _he(shape: tuple[int, ...], fan_in: int, gain: float = 2.0) -> _Leaf:
-    return _Leaf(shape, std=math.sqrt(gain / fan_in))
+def _kernel(shape: tuple[int, ...], fan_in: int, gain: float = 2.0) -> _Leaf:
+    return _Leaf(shape, fan_in=fan_in, gain=gain)
+
+
+def _bias(shape: tuple[int, ...], fan_in: int) -> _Leaf:
+    return _Leaf(shape, fan_in=fan_in, bias=True)
 
 
 def _skeleton(layout: Layout) -> Params:
@@ -175,39 +185,52 @@ def _skeleton(layout: Layout) -> Params:
     params: dict[str, Any] = {}
     if layout.spatial:
         params["stem"] = {
-            "kernel": _he((layout.stem_taps, layout.in_channels, width),
-                          layout.stem_taps * layout.in_channels),
+            "kernel": _kernel((layout.stem_taps, layout.in_channels, width),
+                              layout.stem_taps * layout.in_channels),
             "scale": _Leaf((width,), fill=1.0), "shift": _Leaf((width,))}
     elif not layout.raw_input:
-        params["stem"] = {"kernel": _he((1, layout.in_channels, width), layout.in_channels),
-                          "bias": _Leaf((width,))}
+        params["stem"] = {"kernel": _kernel((1, layout.in_channels, width), layout.in_channels),
+                          "bias": _bias((width,), layout.in_channels)}
     cells = []
     m = layout.num_stacked
     for index in range(layout.config.num_cells):
         nodes = {}
         if layout.linear_specs:
-            nodes["kernel"] = _he((m, layout.taps, d, d), layout.taps * d)
+            nodes["kernel"] = _kernel((m, layout.taps, d, d), layout.taps * d)
         if layout.has_bias:
-            nodes["bias"] = _Leaf((m, d))
+            nodes["bias"] = _bias((m, d), layout.taps * d)
         if layout.has_norm:
             nodes["scale"] = _Leaf((m, d), fill=1.0)
             nodes["shift"] = _Leaf((m, d))
         cell = {"nodes": nodes}
         if layout.raw_input:
             fan_in = layout.cell_input_features(index)
-            cell["input"] = {"kernel": _he((1, fan_in, d), fan_in), "bias": _Leaf((d,))}
+            cell["input"] = {"kernel": _kernel((1, fan_in, d), fan_in),
+                             "bias": _bias((d,), fan_in)}
         cells.append(cell)
     params["cells"] = cells
-    params["head"] = {"kernel": _he((d, layout.num_classes), d, gain=1.0),
-                      "bias": _Leaf((layout.num_classes,))}
+    params["head"] = {"kernel": _kernel((d, layout.num_classes), d, gain=1.0),
+                      "bias": _bias((layout.num_classes,), d)}
     return params
+
+
+def _scale(leaf: _Leaf, scheme: str) -> float:
+    """The spread of a drawn leaf: the uniform bound under "torch", the normal std
+    under "he" (where biases start at zero)."""
+    if scheme == "torch":
+        return 1.0 / math.sqrt(leaf.fan_in)
+    return 0.0 if leaf.bias else math.sqrt(leaf.gain / leaf.fan_in)
 
 
 def init_params(layout: Layout, key: jax.Array) -> Params:
     """Parameters of one architecture (every architecture of the space has these shapes).
 
-    Kernels are He-normal for their full padded fan-in (LeCun for the classifier),
-    biases and norm shifts zero, norm scales one.
+    ``ModelConfig.init`` "torch" (the default where ops normalise) draws what
+    PyTorch's layers draw by default: kernels and biases uniform in +-1/sqrt(fan_in)
+    (``kaiming_uniform`` with a = sqrt(5)), a node kernel's fan-in counted over the
+    space's largest kernel (PyTorch's for that kernel). "he" draws kernels He-normal
+    for their full padded fan-in (LeCun for the classifier) and zero biases. Norm
+    shifts start at zero and scales at one.
 
     Returns:
       {"stem": ..., "cells": [cell, ...], "head": {"kernel": (D, classes), "bias": ...}}.
@@ -216,15 +239,21 @@ def init_params(layout: Layout, key: jax.Array) -> Params:
       shifts (M, D); chain cells also hold ``input``: node 1's (1, d, D) kernel and bias.
     """
     skeleton = _skeleton(layout)
+    scheme = layout.init
     leaves, treedef = jax.tree_util.tree_flatten(
         skeleton, is_leaf=lambda leaf: isinstance(leaf, _Leaf))
-    sizes = [math.prod(leaf.shape) if leaf.std else 0 for leaf in leaves]
-    # One draw for all kernels: compiling a random normal per array shape dominated init.
-    noise = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    scales = [_scale(leaf, scheme) if leaf.fan_in else 0.0 for leaf in leaves]
+    sizes = [math.prod(leaf.shape) if scale else 0 for leaf, scale in zip(leaves, scales,
+                                                                           strict=True)]
+    # One draw for all arrays: compiling a random draw per array shape dominated init.
+    if scheme == "torch":
+        noise = jax.random.uniform(key, (sum(sizes),), jnp.float32, -1.0, 1.0)
+    else:
+        noise = jax.random.normal(key, (sum(sizes),), jnp.float32)
     arrays, start = [], 0
-    for leaf, size in zip(leaves, sizes, strict=True):
-        if leaf.std:
-            arrays.append(noise[start:start + size].reshape(leaf.shape) * leaf.std)
+    for leaf, scale, size in zip(leaves, scales, sizes, strict=True):
+        if scale:
+            arrays.append(noise[start:start + size].reshape(leaf.shape) * scale)
         else:
             arrays.append(jnp.full(leaf.shape, leaf.fill, jnp.float32))
         start += size
@@ -252,21 +281,23 @@ def _head(params: Params, h: jax.Array) -> jax.Array:
     return pooled @ params["head"]["kernel"] + channels(params["head"]["bias"], 2)
 
 
-def _apply(layout: Layout, params: Params, arch: Arch | Compact, x: jax.Array) -> jax.Array:
-    if isinstance(arch, Compact):
-        return _forward(layout, params, arch.adj, arch.ops, x, True, node=arch.node)
-    return _forward(layout, params, arch.adj, arch.ops, x, True)
+def _apply(layout: Layout, params: Params, arch: Arch | Compact, x: jax.Array,
+           branch: bool) -> jax.Array:
+    node = arch.node if isinstance(arch, Compact) else None
+    return _forward(layout, params, arch.adj, arch.ops, x, hard=True, node=node, branch=branch)
 
 
-def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: jax.Array,
-             hard: bool, collect: bool = False, node: jax.Array | None = None):
+def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: jax.Array, *,
+             hard: bool, collect: bool = False, node: jax.Array | None = None,
+             branch: bool = False):
     """Logits (B, num_classes) of one architecture (hard) or one relaxation (soft).
 
     Hard: ``adj`` (N, N) 0/1 and ``ops`` (N,) op ids; soft: ``adj`` (N, N) float edge
     weights and ``ops`` (N, K) float op weights. With ``node`` (K,), a ``Compact``'s
     slots: ``adj`` (K, K) edge multiplicities, ``ops`` (K,) op ids (-1 inactive), and
     slot i runs with the parameters of original node ``node[i]``. With ``collect``
-    returns ``(values, logits)`` instead (see ``node_values``).
+    returns ``(values, logits)`` instead (see ``node_values``). ``branch`` (hard only)
+    runs each node's op alone under ``lax.switch``.
     """
     n, k = layout.num_nodes, len(layout.specs)
     if x.shape[1:] != layout.input_shape:
@@ -295,7 +326,7 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
     for cell in params["cells"]:
         if node is not None:
             cell = {**cell, "nodes": jax.tree.map(lambda a: a[slots], cell["nodes"])}
-        h, states = _cell(layout, cell, h, edges, choice, hard)
+        h, states = _cell(layout, cell, h, edges, choice, hard, branch)
         values.extend(states[1:])
     logits = _head(params, h)
     return (values, logits) if collect else logits
@@ -310,7 +341,7 @@ def node_values(layout: Layout, params: Params, arch: Arch,
       with a stem) and the output of every node after the cell input, cell by cell
       (dead and padding nodes are zeros); logits (B, num_classes).
     """
-    return _forward(layout, params, arch.adj, arch.ops, x, True, collect=True)
+    return _forward(layout, params, arch.adj, arch.ops, x, hard=True, collect=True)
 
 
 def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -> jax.Array:
@@ -334,7 +365,7 @@ def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -
 
 
 def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice: jax.Array,
-          hard: bool) -> tuple[jax.Array, list[jax.Array]]:
+          hard: bool, branch: bool) -> tuple[jax.Array, list[jax.Array]]:
     """One cell: node 0 = h0 (B, *spatial, d0).
 
     Returns:
@@ -347,10 +378,11 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
     n, first = edges.shape[0], layout.first_node
     states = [h0]
     if layout.raw_input:
-        node1 = _node(layout, cell["input"], _gather(edges[:1, 1], [h0], hard), choice[1], hard)
+        node1 = _node(layout, cell["input"], _gather(edges[:1, 1], [h0], hard), choice[1], hard,
+                      branch)
         states = [jnp.zeros_like(node1), node1]
     nodes = cell["nodes"]
-    if layout.scan_nodes and layout.num_stacked:
+    if layout.scan_nodes(branch) and layout.num_stacked:
         # Node first-1 (the cell input, or node 1 in chains) seeds a buffer of all N
         # node values; chains leave node 0's slot at zero (only node 1 reads it).
         buffer = jnp.zeros((n,) + states[-1].shape, h0.dtype).at[first - 1].set(states[-1])
@@ -358,7 +390,7 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
         def step(buffer, xs):
             node_params, node_edges, node_choice, index = xs
             out = _node(layout, node_params, _gather(node_edges, buffer, hard), node_choice,
-                        hard)
+                        hard, branch)
             return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), None
 
         xs = (nodes, edges[:, first:n - 1].T, choice[first:n - 1], jnp.arange(first, n - 1))
@@ -367,16 +399,64 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
     for i in range(first, n - 1):
         node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], nodes)
         inp = _gather(edges[first - 1:i, i], states[first - 1:], hard)
-        states.append(_node(layout, node_params, inp, choice[i], hard))
+        states.append(_node(layout, node_params, inp, choice[i], hard, branch))
     return _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], hard), states
 
 
 def _node(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
-          hard: bool) -> jax.Array:
+          hard: bool, branch: bool) -> jax.Array:
     """One node on its summed input (B, *spatial, D): op id ``choice`` (hard; -1 for an
     inactive node) or the op mixture ``choice`` (K,) (soft)."""
-    return _node_hard(layout, params, inp, choice) if hard else _node_soft(layout, params, inp,
-                                                                          choice)
+    if not hard:
+        return _node_soft(layout, params, inp, choice)
+    if branch:
+        return _node_branch(layout, params, inp, choice)
+    return _node_hard(layout, params, inp, choice)
+
+
+def _node_branch(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array) -> jax.Array:
+    """One node running op id ``choice`` alone: ``lax.switch`` executes one branch, so an
+    inactive, zero or skip node costs nothing and a 1x1 op runs a 1x1 matmul. For a
+    scalar ``choice`` only: under vmap the switch becomes a select of every branch."""
+    d = layout.features
+
+    def nothing(params, inp):
+        return jnp.zeros(inp.shape[:-1] + (d,), inp.dtype)
+
+    def op_branch(spec):
+        return lambda params, inp: _op_output(layout, params, inp, spec)
+
+    branches = [nothing] + [nothing if s.kind == "zero" else op_branch(s) for s in layout.specs]
+    return jax.lax.switch(jnp.maximum(choice + 1, 0), branches, params, inp)
+
+
+def _op_output(layout: Layout, params: Params, inp: jax.Array, spec: OpSpec,
+               convs: dict | None = None) -> jax.Array:
+    """One op on a node's summed input (B, *spatial, D_in) -> (B, *spatial, D); a
+    convolution runs on its own taps only. ``convs`` caches convolutions by (kernel,
+    pre-relu) across the ops of one node."""
+    d = layout.features
+    if spec.kind == "zero":
+        return jnp.zeros(inp.shape[:-1] + (d,), inp.dtype)
+    if spec.kind == "skip":
+        return inp
+    if spec.kind == "pool":
+        return pool(inp, spec.pool, spec.kernel)
+    convs = {} if convs is None else convs
+    key = (spec.kernel, spec.pre_relu)
+    if key not in convs:
+        used = tap_mask(spec.kernel, layout.max_kernel, layout.rank).nonzero()[0]
+        convs[key] = conv(jax.nn.relu(inp) if spec.pre_relu else inp, params["kernel"][used])
+    z = convs[key]
+    if spec.bias:
+        z = z + channels(params["bias"], z.ndim)
+    if spec.norm:
+        z = norm(z, params["scale"], params["shift"])
+    value = ACTIVATIONS[spec.activation](z)
+    width = layout.op_width(spec)
+    if width < d:
+        value = jnp.where(channels(jnp.arange(d) < width, value.ndim), value, 0.0)
+    return value
 
 
 def _activate(layout: Layout, z: jax.Array, op: jax.Array) -> jax.Array:
@@ -449,31 +529,9 @@ def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array
 
 def _node_soft(layout: Layout, params: Params, inp: jax.Array, weights: jax.Array) -> jax.Array:
     """One node's op mixture sum_k weights[k] * op_k(inp); each op computed on its own."""
-    d = layout.features
-    convs: dict[tuple[int, bool], jax.Array] = {}
-    out = jnp.zeros(inp.shape[:-1] + (d,), inp.dtype)
+    convs: dict = {}
+    out = jnp.zeros(inp.shape[:-1] + (layout.features,), inp.dtype)
     for k, spec in enumerate(layout.specs):
-        if spec.kind == "zero":
-            continue
-        if spec.kind == "linear":
-            key = (spec.kernel, spec.pre_relu)
-            if key not in convs:
-                used = tap_mask(spec.kernel, layout.max_kernel, layout.rank).nonzero()[0]
-                # A smaller kernel runs on its own taps only: cheaper than masking the big one.
-                convs[key] = conv(jax.nn.relu(inp) if spec.pre_relu else inp,
-                                  params["kernel"][used])
-            z = convs[key]
-            if spec.bias:
-                z = z + channels(params["bias"], z.ndim)
-            if spec.norm:
-                z = norm(z, params["scale"], params["shift"])
-            value = ACTIVATIONS[spec.activation](z)
-            width = layout.op_width(spec)
-            if width < d:
-                value = jnp.where(channels(jnp.arange(d) < width, value.ndim), value, 0.0)
-        elif spec.kind == "pool":
-            value = pool(inp, spec.pool, spec.kernel)
-        else:
-            value = inp
-        out = out + weights[k] * value
+        if spec.kind != "zero":
+            out = out + weights[k] * _op_output(layout, params, inp, spec, convs)
     return out

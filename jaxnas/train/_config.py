@@ -47,9 +47,11 @@ class TrainConfig:
       eval_batch_size: validation examples per evaluation batch.
       curve_points: length of the training-loss curve: the mean minibatch loss over
         each of this many equal segments of the call's steps (capped at ``steps``).
-      chunk_size: candidates trained together through the whole step loop; the
-        population is a ``lax.map`` over chunks. None picks it from
-        ``memory_budget_mb`` (and at most 8 on CPU, where small chunks stay in cache).
+      chunk_size: candidates trained together (in ``vmap``) through the whole step
+        loop; the population is a ``lax.map`` over chunks. A chunk of 1 is not vmapped:
+        each node of a candidate then runs only its own op (``lax.switch``). None picks
+        1 on CPU, where that is fastest, and elsewhere the largest chunk that fits
+        ``memory_budget_mb``.
       memory_budget_mb: working memory one device may use for the chunk it trains
         (estimated conservatively); the population's parameters and optimiser state
         are held besides unless ``keep_state`` is False.

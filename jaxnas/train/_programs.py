@@ -63,10 +63,30 @@ def model_of(space: Space, input_shape: tuple[int, ...], num_classes: int,
     return make_model(space, input_shape, num_classes, config)
 
 
-def loss_fn(model: Model, params: Any, arch: Arch, x: jax.Array, y: jax.Array) -> jax.Array:
+def loss_fn(model: Model, params: Any, arch: Arch, x: jax.Array, y: jax.Array, *,
+            branch: bool = False) -> jax.Array:
     """Mean cross-entropy of one architecture on a batch x (B, ...), y (B,)."""
-    logits = model.apply(params, arch, x)
+    logits = model.apply(params, arch, x, branch=branch)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def over_candidates(fn, in_axes: tuple, chunk: int):
+    """``fn`` of one candidate mapped over a chunk of candidates (axis 0 of the arguments
+    whose ``in_axes`` entry is 0, and of every output).
+
+    A chunk of one is not vmapped but run as one candidate, so the model can branch
+    (``apply(..., branch=True)``): each node then runs only its own op, which on a CPU
+    beats any batching of the chunk's different ops (see ``docs/scaling.md``).
+    """
+    if chunk != 1:
+        return jax.vmap(fn, in_axes)
+
+    def one(*args):
+        args = [jax.tree.map(lambda a: a[0], arg) if axis == 0 else arg
+                for arg, axis in zip(args, in_axes, strict=True)]
+        return jax.tree.map(lambda a: a[None], fn(*args))
+
+    return one
 
 
 def batch_indices(key: jax.Array, start: jax.Array, steps: int, num_examples: int,
@@ -113,15 +133,16 @@ def eval_batches(x: jax.Array, y: jax.Array, eval_batch_size: int):
 def validate(model: Model, params: Any, archs: Arch, x_batches: jax.Array,
              y_batches: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mean cross-entropy and accuracy, each (C,), of C candidates over ``eval_batches``."""
+    chunk = archs.ops.shape[0]
 
     def one(params, arch, x, y):
-        logits = model.apply(params, arch, x)
+        logits = model.apply(params, arch, x, branch=chunk == 1)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         return loss, (jnp.argmax(logits, -1) == y).astype(jnp.float32)
 
     def body(totals, batch):
         x, y, weight = batch
-        loss, correct = jax.vmap(one, (0, 0, None, None))(params, archs, x, y)
+        loss, correct = over_candidates(one, (0, 0, None, None), chunk)(params, archs, x, y)
         # Padding rows may hold any value; `where` keeps them out even if not finite.
         loss = jnp.where(weight[None, :] > 0, loss, 0.0).sum(-1)
         correct = (correct * weight[None, :]).sum(-1)
@@ -249,7 +270,8 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
             batch_axis = 0
 
         def candidate_step(params, opt_state, arch, x, y, step):
-            loss, grads = jax.value_and_grad(loss_fn, argnums=1)(model, params, arch, x, y)
+            loss, grads = jax.value_and_grad(loss_fn, argnums=1)(
+                model, params, arch, x, y, branch=layout.chunk == 1)
             optimizer = make_optimizer(config, hyper, step)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
@@ -257,8 +279,8 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
         def step_fn(carry, inputs):
             params, opt_state, diverged = carry
             step, index = inputs
-            params, opt_state, loss = jax.vmap(
-                candidate_step, (0, 0, 0, batch_axis, batch_axis, None))(
+            params, opt_state, loss = over_candidates(
+                candidate_step, (0, 0, 0, batch_axis, batch_axis, None), layout.chunk)(
                 params, opt_state, archs, x_train[index], y_train[index], step)
             return (params, opt_state, diverged | ~jnp.isfinite(loss)), loss
 

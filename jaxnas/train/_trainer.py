@@ -29,8 +29,6 @@ from jaxnas.train._config import Hyperparams, TrainConfig
 from jaxnas.train._layout import population_layout, round_up
 from jaxnas.train._programs import AXIS, KEY_IMPL, TrainState
 
-CPU_MAX_CHUNK = 8  # PERF_NOTES: chunks of 4-8 keep a CPU core's working set in cache
-
 
 class TrainResult(NamedTuple):
     """What one ``train`` call returns for P candidates.
@@ -389,13 +387,17 @@ def _check_valid(space: Space, adj: np.ndarray, ops: np.ndarray) -> None:
 @functools.lru_cache(maxsize=32)
 def _chunk_size(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
                 num_classes: int, platform: str) -> int:
-    """The configured chunk, or the largest that fits the memory budget (<= 8 on CPU)."""
+    """The configured chunk; else 1 on CPU (each candidate runs alone and its nodes branch:
+    faster than any vmapped chunk there, see docs/scaling.md), elsewhere the largest
+    chunk that fits the memory budget."""
     if config.chunk_size is not None:
         return config.chunk_size
+    if platform == "cpu":
+        return 1
     model = _programs.model_of(space, input_shape, num_classes, config.model)
     budget = config.memory_budget_mb * 2**20
     fits = max(1, budget // _programs.bytes_per_candidate(model, config))
-    return min(fits, CPU_MAX_CHUNK) if platform == "cpu" else fits
+    return fits
 
 
 def _check_state(state: TrainState, population: int) -> None:

@@ -79,12 +79,16 @@ def _worker_prepare(spec: dict) -> dict:
     from jaxnas.nn import ModelConfig, make_model
     from jaxnas.nn._compact import compute_nodes
     from jaxnas.nn._cost import executed_flops
-    from jaxnas.train import bucket_limits
+    from jaxnas.train import TrainConfig, bucket_limits
 
     space = spaces.get(spec["space"])
     data = load(spec["dataset"])
     model = make_model(space, data.input_shape, data.num_classes,
                        ModelConfig(width=spec["width"]))
+    backend = jax.devices()[0].platform
+    buckets = TrainConfig(buckets=spec["buckets"]).buckets_for(backend)
+    # The trainer's default chunk on CPU is one candidate, which branches.
+    branching = backend == "cpu"
     flops = {}
     for population in spec["populations"]:
         measured = space.sample(jax.random.key(spec["seed"]), population)
@@ -94,10 +98,13 @@ def _worker_prepare(spec: dict) -> dict:
                  warmup_adj=np.asarray(warmup.adj), warmup_ops=np.asarray(warmup.ops))
         useful = np.asarray(model.flops(measured), np.float64)
         executed = np.full(population, model.executed_flops, np.float64)
-        if spec["buckets"] > 1:
+        if branching:
+            # Each candidate runs alone and its nodes branch: it executes its own ops.
+            executed = useful
+        elif buckets > 1:
             # Each candidate runs in its bucket's program (padding candidates not counted).
             counts = np.asarray(jax.vmap(lambda a: compute_nodes(model.layout, a))(measured))
-            limits = np.asarray(bucket_limits(space, spec["buckets"]))
+            limits = np.asarray(bucket_limits(space, buckets))
             slots = limits[np.searchsorted(limits, counts)]
             executed = np.array([executed_flops(model.layout, int(k)) for k in slots],
                                 np.float64)
@@ -139,7 +146,7 @@ def _worker_prepare(spec: dict) -> dict:
         torch_version = None
     peak = jax_gflops if device.platform != "cpu" else max(numpy_gflops, jax_gflops)
     return {
-        "flops": flops,
+        "flops": flops, "buckets": buckets, "branching": branching,
         "machine": {
             "cpu_model": cpu_model, "cores": os.cpu_count(), "platform": device.platform,
             "device_kind": device.device_kind, "python": platform.python_version(),
@@ -176,11 +183,12 @@ def _worker_jaxnas(spec: dict) -> dict:
     train = make_train(space, config)
     data = put_data(load(spec["dataset"]))
     adj, ops = _load_archs(spec)
+    buckets = config.buckets_for(jax.devices()[0].platform)
     # Without buckets the first call trains another population of the same size: the
     # second call then shows that a new population compiles nothing. Buckets split a
     # population by compute nodes, so another population may need other bucket sizes:
     # the first call then trains the measured one, and compile_s covers every bucket.
-    warmup_adj, warmup_ops = (_load_archs(spec, warmup=True) if spec["buckets"] == 1
+    warmup_adj, warmup_ops = (_load_archs(spec, warmup=True) if buckets == 1
                               else (adj, ops))
     _barrier()
     start = time.perf_counter()
@@ -280,6 +288,7 @@ def _worker_vmap(spec: dict) -> dict:
                                        and layout.op_width(s) == layout.features)
         for s in layout.specs)
     if not supported:
+        _barrier()
         return {"unsupported": f"the torch vmap twin covers dense cells only, not {space.name}"}
     activations = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu,
                    "linear": lambda z: z}
@@ -581,9 +590,11 @@ def _markdown(report: dict) -> str:
         f"Work: space `{config['space']}`, width {config['width']}, {config['steps']} adam "
         f"steps, batch {config['batch_size']}, lr {config['lr']}, "
         f"{config.get('dataset', 'digits')}, architectures "
-        f"drawn with seed {config['seed']}, jaxnas with {config.get('buckets', 1)} "
-        "bucket(s) of compacted cells. Every contender in its own process; all figures "
-        "of one row come from one run.",
+        f"drawn with seed {config['seed']}, jaxnas with {report.get('buckets', 1)} "
+        "bucket(s) of compacted cells" + (
+            ", one candidate at a time per device with branching nodes (the CPU default)"
+            if report.get("branching") else "")
+        + ". Every contender in its own process; all figures of one row come from one run.",
         "",
         "| P | jaxnas compile s | jaxnas steady s | jaxnas cand/s | seed 1-proc cand/s "
         f"| seed {config['procs']}-proc cand/s | torch vmap cand/s | x seed | x multiproc "
@@ -632,14 +643,15 @@ def _markdown(report: dict) -> str:
         f"- jaxnas: `make_train` on {first.get('jaxnas_devices', '-')} device(s); compile s = "
         "first call minus the second (steady) call. " + (
             "The first call trains another population of the same size."
-            if config.get("buckets", 1) == 1 else
-            f"With {config['buckets']} buckets the first call trains the measured population "
+            if report.get("buckets", 1) == 1 else
+            f"With {report['buckets']} buckets the first call trains the measured population "
             "itself (another population may split into other bucket sizes, each compiled "
             "once), and compile s covers every bucket's program; executed FLOPs count each "
             "candidate in its bucket's program."),
         "- FLOPs: forward+backward = 3 x forward matmul FLOPs per example (the padded "
-        "program's executed FLOPs vs the architectures' useful ones); '% peak' is useful "
-        "GFLOP/s over the matmul peak measured in this run.",
+        "program's executed FLOPs vs the architectures' useful ones; a branching "
+        "candidate executes only its own ops, so there the two are equal); '% peak' is "
+        "useful GFLOP/s over the matmul peak measured in this run.",
         "- Mean validation accuracy per contender is in the JSON (a check that every "
         "contender really trains).",
     ]
@@ -713,8 +725,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--buckets", type=int, default=3,
-                        help="jaxnas TrainConfig.buckets (1: the full padded cell)")
+    parser.add_argument("--buckets", type=int, default=None,
+                        help="jaxnas TrainConfig.buckets (default: the trainer's own "
+                        "choice, as jaxnas search runs; 1: the full padded cell)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="a small smoke run: P 4 and 8, 20 steps, seed subset 4")
@@ -790,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True)
     config = {k: v for k, v in vars(args).items() if k not in ("worker", "spec", "result")}
     report = {"machine": prepared["machine"], "config": config, "results": rows,
+              "buckets": prepared["buckets"], "branching": prepared["branching"],
               "targets": _targets(rows, args), "total_s": time.time() - started,
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     if not args.no_files:

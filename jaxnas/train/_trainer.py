@@ -140,7 +140,7 @@ def make_train(space: Space, config: TrainConfig | None = None,
                 keys = _start_keys(key, batch_key, population, rounded)
             else:
                 state = _on_mesh(state, replicated)
-            groups = _groups(space, static, data, adj, ops)
+            groups = _groups(space, static, data, adj, ops, devices[0].platform)
             whole = len(groups) == 1
             parts = []
             for rows, group in groups:
@@ -217,16 +217,18 @@ def bucket_limits(space: Space, buckets: int) -> list[int]:
 
 
 def _groups(space: Space, config: TrainConfig, data: DeviceData, adj: np.ndarray,
-            ops: np.ndarray) -> list[tuple[np.ndarray, Arch | Compact]]:
+            ops: np.ndarray, platform: str) -> list[tuple[np.ndarray, Arch | Compact]]:
     """(candidate rows, host architectures) of each program: the whole population, or
-    with ``config.buckets`` > 1 its compacted buckets (empty ones left out)."""
+    with more than one bucket on ``platform`` its compacted buckets (empty ones left
+    out)."""
     archs = Arch(adj=adj, ops=ops)
-    if config.buckets == 1:
+    buckets = config.buckets_for(platform)
+    if buckets == 1:
         return [(np.arange(len(ops)), archs)]
     model = _programs.model_of(space, data.input_shape, data.num_classes, config.model)
     on_device = jax.device_put(archs, jax.local_devices()[0])
     counts = np.asarray(_programs.compute_nodes_program(model)(on_device))
-    limits = bucket_limits(space, config.buckets)
+    limits = bucket_limits(space, buckets)
     which = np.searchsorted(np.asarray(limits), counts)
     groups = []
     for bucket, limit in enumerate(limits):
@@ -437,18 +439,19 @@ def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
 
     Args:
       space: the search space.
-      config: the training configuration (parameters are not kept; ``buckets`` must be 1).
+      config: the training configuration (parameters are not kept; ``buckets`` must be
+        1 or None).
       data: the dataset (copied to the devices once, here).
       population: P, the number of architectures of every call.
       devices: devices sharing the population axis (default: all).
     """
-    if config.buckets != 1:
+    if config.buckets not in (None, 1):
         # Buckets are chosen on the host from the architectures' values, which a traced
         # population does not have.
         raise ValueError("make_evaluate runs the padded program: it needs "
                          f"TrainConfig.buckets == 1; got {config.buckets}")
     devices = _device_tuple(devices)
-    static = dataclasses.replace(config.static(), keep_state=False)
+    static = dataclasses.replace(config.static(), keep_state=False, buckets=1)
     if not isinstance(data, DeviceData):
         data = put_data(data, devices)
     chunk = _chunk_size(space, static, data.input_shape, data.num_classes, devices[0].platform)

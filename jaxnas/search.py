@@ -640,8 +640,10 @@ def _finish(run: _Run) -> SearchResult:
                         optimizer=run.config.optimizer, learning_rate=run.config.learning_rate,
                         schedule="cosine", model=run.config.model)
     single = stack([arch])
+    # One candidate: on several devices the others would train padding copies of it.
     result = train_population(_arch_keys(run.k_final, [best.hash]), run.space, single,
-                              trainval, final, batch_key=run.k_batches)
+                              trainval, final, batch_key=run.k_batches,
+                              devices=jax.devices()[:1])
     test_loss, test_acc = evaluate(run.space, single, result.params, run.data.x_test,
                                    run.data.y_test, run.data.num_classes, final)
     outcome = SearchResult(

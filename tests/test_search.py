@@ -219,3 +219,14 @@ def test_export_to_torch_gives_the_same_predictions(finished_run, tmp_path):
     with torch.no_grad():
         logits = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(logits, predictor.logits(x, normalised=True), atol=1e-4)
+
+
+def test_cli_gives_each_core_an_xla_cpu_device():
+    from jaxnas.cli import host_devices_flag
+
+    assert host_devices_flag("", 2) == "--xla_force_host_platform_device_count=2"
+    assert host_devices_flag("--xla_dump_to=x", 4) == (
+        "--xla_dump_to=x --xla_force_host_platform_device_count=4")
+    chosen = "--xla_force_host_platform_device_count=1"
+    assert host_devices_flag(chosen, 8) == chosen
+    assert host_devices_flag("", 1) == ""

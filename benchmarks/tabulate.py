@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stem-kernel", type=int, default=39,
                         help="kernel of the stem convolution: a wide stem gives the 1-cell "
                              "network a receptive field across MNIST-1D's 40 positions")
-    parser.add_argument("--buckets", type=int, default=3)
+    parser.add_argument("--buckets", type=int, default=None,
+                        help="TrainConfig.buckets (default: the trainer's choice)")
     parser.add_argument("--chunk", type=int, default=256, help="cells per training call")
     parser.add_argument("--sample", type=int, default=None,
                         help="train only N unique cells drawn at random with --seed "
@@ -110,21 +111,22 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= args.low_steps < args.steps:
         parser.error("--low-steps must be at least 1 and below --steps")
     for name in ("steps", "batch_size", "width", "cells", "stem_kernel", "buckets", "chunk"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.stem_kernel % 2 == 0:
         parser.error("--stem-kernel must be odd ('same' padding)")
     if args.sample is not None and not 1 <= args.sample <= 6466:
         parser.error("--sample must be between 1 and 6466")
 
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in flags:
-        # One XLA CPU device per core: chunks of many candidates train faster sharded.
-        os.environ["XLA_FLAGS"] = (f"{flags} --xla_force_host_platform_device_count="
-                                   f"{os.cpu_count() or 1}").strip()
+    from jaxnas.cli import host_devices_flag
+
+    # As the jaxnas command does: one XLA CPU device per core, set before JAX starts.
+    os.environ["XLA_FLAGS"] = host_devices_flag(os.environ.get("XLA_FLAGS", ""),
+                                                len(os.sched_getaffinity(0)))
     import jax
     import numpy as np
 
+    from jaxnas import compile_cache
     from jaxnas import data as data_lib
     from jaxnas.arch import nb201_to_str
     from jaxnas.arch._encoding import Arch
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     from jaxnas.nn._compact import compute_nodes
     from jaxnas.train import TrainConfig, evaluate, put_data, train_population
 
+    compile_cache.enable()
     settings = _settings(args)
     partial = args.out.with_suffix(".partial.jsonl")
     space, cells, index, first, hashes = unique_cells()

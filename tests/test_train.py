@@ -333,7 +333,8 @@ def test_buckets_compact_without_changing_results(dataset, device_data, caplog):
     space = spaces.dag(max_nodes=6)
     archs = space.sample(jax.random.key(4), 12).to_numpy()
     config = TrainConfig(steps=4, batch_size=16, learning_rate=1e-2, weight_decay=1e-3,
-                         curve_points=2, eval_batch_size=256, model=ModelConfig(width=8))
+                         curve_points=2, eval_batch_size=256, model=ModelConfig(width=8),
+                         buckets=1)
     bucketed = dataclasses.replace(config, buckets=4)  # 1, 2, 3 or 4 compute node slots
     counts = np.asarray(jax.vmap(lambda a: compute_nodes(
         _programs.model_of(space, dataset.input_shape, dataset.num_classes,
@@ -353,3 +354,12 @@ def test_buckets_compact_without_changing_results(dataset, device_data, caplog):
     with compiled_programs(caplog) as names:
         train_population(jax.random.key(0), space, other, device_data, bucketed)
     assert not any("run" in name for name in names), names
+
+
+def test_buckets_default_by_platform():
+    # CPU candidates branch (compaction gains little); accelerators run vmapped chunks.
+    assert TrainConfig().buckets_for("cpu") == 1
+    assert TrainConfig().buckets_for("gpu") == TrainConfig().buckets_for("tpu") == 3
+    assert TrainConfig(buckets=2).buckets_for("cpu") == 2
+    with pytest.raises(ValueError, match="buckets must be at least 1 or None"):
+        TrainConfig(buckets=0)

@@ -22,10 +22,10 @@ class ModelConfig:
       num_cells: cells stacked in the macro skeleton, each with its own weights, same arch.
       stem_kernel: kernel size of the stem convolution in spatial spaces.
       node_loop: how a cell walks its nodes: "scan" (``lax.scan`` over the stacked node
-        parameters), "unroll" (a Python loop over the N static nodes) or "auto" (scan
-        in spatial spaces, unroll in dense ones: the faster of the two on the CPU
-        measurements in the ``jaxnas.nn._model`` docstring; a branching model always
-        unrolls under "auto").
+        parameters), "unroll" (a Python loop over the N static nodes) or "auto":
+        unroll where nodes branch (``apply(..., branch=True)``) and in dense spaces,
+        scan spatial cells in the select program (3-4x faster to compile there, as fast
+        to run; ``docs/performance.md``).
     """
 
     width: int = 32

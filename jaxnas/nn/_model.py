@@ -39,39 +39,27 @@ the input is flattened, a dense-relu stem projects it to ``width`` units (chain
 spaces such as ``mlp`` have no stem: their first layer reads the flattened input
 directly, as a plain MLP does), then the cells and the classifier.
 
-One architecture's program: every node runs one kernel of the space's largest
-size; a 1x1 op masks that kernel to its centre tap and ops that differ only in
-width, activation, bias or normalisation share the matmul, so a node costs one
-convolution / matmul whatever its op (``lax.switch`` under vmap would run every
-branch). Convolutions are im2col matmuls: vmapped over a population they become
-batched matmuls, which XLA's CPU backend runs about 1.7x faster (forward and
-backward) than the grouped convolution vmap makes of ``lax.conv``. Pools are
-separable chains of element-wise maxima / sums, 6x faster to differentiate than
-``reduce_window``. Padding and dead nodes compute on zeros and are selected away
-(the double where), so they can produce neither values nor NaN gradients.
+Two programs compute the same function (``tests/test_nn.py`` compares values and
+gradients):
 
-Walking the nodes (``ModelConfig.node_loop``), measured on the 2-core CPU of
-PERF_NOTES.md while other jobs shared it, so about +-30% (CPU seconds; jitted adam
-step, vmap over P, batch 64, width 32, digits):
+* **Select** (``apply(..., branch=False)``, for vmapped chunks on accelerators):
+  every node runs one kernel of the space's largest size; a 1x1 op masks that
+  kernel to its centre tap and ops that differ only in width, activation, bias or
+  normalisation share the matmul, so a node costs one convolution / matmul whatever
+  its op (``lax.switch`` under vmap would run every branch). Padding and dead nodes
+  compute on zeros and are selected away (the double where), so they can produce
+  neither values nor NaN gradients.
+* **Branch** (``apply(..., branch=True)``, one architecture not under vmap: the
+  CPU trainer's candidates): each node runs only its own op under ``lax.switch``,
+  so skip, zero, dead and padding nodes cost nothing and a 1x1 op runs a 1x1
+  matmul; the nodes are unrolled ("auto" ``node_loop``), since a switch inside
+  ``lax.scan`` ran 5-6x slower.
 
-=============  ==  ===================  ===================
-space          P   unroll: compile/step  scan: compile/step
-=============  ==  ===================  ===================
-dag            4   3.5 s / 0.6 ms        2.4 s / 1.1 ms
-mlp            4   2.4 s / 2.0 ms        2.4 s / 3.0 ms
-nasbench101    4   13.4 s / 0.32 s       3.9 s / 0.41 s
-nasbench201    4   15.5 s / 0.55 s       3.7 s / 0.43 s
-nasbench101    16  12.9 s / 1.63 s       4.1 s / 1.90 s
-nasbench201    16  15.5 s / 2.50 s       3.8 s / 2.00 s
-=============  ==  ===================  ===================
-
-The Python loop is about 2x faster in dense cells and compiles as fast; in
-convolutional cells neither loop is consistently faster (within 25%), while
-``lax.scan`` compiles 3-4x faster (XLA fuses the unrolled nodes' select chains
-into every consumer), so "auto" scans spatial cells and unrolls dense ones.
-Big populations fall out of cache: per candidate, the im2col convolution runs
-2.7x faster at P=1 than at P=16, a whole NAS-Bench-101 step 1.3x faster at P=2-4,
-so the trainer should chunk the population axis.
+Convolutions are im2col matmuls (faster than XLA's CPU convolution, which ran
+6x slower in a 6-conv NB201 cell on one candidate and ~20x slower under vmap);
+pools are separable chains of element-wise maxima / sums, 6x faster to
+differentiate than ``reduce_window``. ``docs/performance.md`` has the
+measurements behind these choices.
 """
 
 from __future__ import annotations

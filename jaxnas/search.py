@@ -15,6 +15,7 @@ with, and a resumed run retraces the uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -206,12 +207,17 @@ def _arch_keys(seed_key: jax.Array, hashes: list[str]) -> jax.Array:
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
+    """Writes ``path`` whole or not at all (a failed write leaves no temporary file)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as file:
-        file.write(payload)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _load_data(dataset: str | tuple, seed: int) -> data_lib.Dataset:
@@ -461,6 +467,7 @@ class SearchInterrupted(Exception):
 
 
 _CHECKPOINT = Path("checkpoint") / "state.msgpack"
+_LOCK = ".lock"
 
 
 def search(space: str = SearchConfig.space, strategy: str = SearchConfig.strategy,
@@ -516,10 +523,28 @@ def search(space: str = SearchConfig.space, strategy: str = SearchConfig.strateg
         except TypeError as error:
             raise SearchError(str(error)) from None
         dataset = data
-        if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out is not None and out.exists() and (
+                not out.is_dir() or any(p.name != _LOCK for p in out.iterdir())):
             raise SearchError(f"{out} already exists; pass --resume to continue it or choose "
                               "another --out")
     run = _Run(config, dataset, out)
+    lock = None if out is None else _lock_run_directory(out, resume)
+    try:
+        return _drive(run, out, resume, progress)
+    except OSError as error:
+        if out is None or error.errno is None:
+            raise
+        raise SearchError(f"cannot write {out}: {error.strerror}; what is on disk is "
+                          "consistent: fix that and continue with jaxnas search --resume "
+                          f"{out}") from None
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _drive(run: _Run, out: Path | None, resume: bool,
+           progress: Callable[[dict], None] | None) -> SearchResult:
+    """The loop of ``search``: generations until the budget is spent, then the result."""
     interrupted = []
     previous = signal.getsignal(signal.SIGINT)
 
@@ -560,12 +585,43 @@ def search(space: str = SearchConfig.space, strategy: str = SearchConfig.strateg
     return _finish(run)
 
 
+def _lock_run_directory(out: Path, resume: bool):
+    """Creates ``out`` if needed and locks it for this process (``out/.lock``, an
+    advisory ``flock`` the OS releases when the process ends); returns the open lock.
+
+    Raises SearchError, writing nothing else, when the directory cannot be created,
+    another search holds it, or a new run would write into a used directory.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = open(out / _LOCK, "a+")  # noqa: SIM115 - held for the whole run
+    except OSError as error:
+        raise SearchError(f"cannot use {out} as the run directory: "
+                          f"{error.strerror or error}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise SearchError(f"{out} is in use by another search (process {holder}); wait for "
+                          "it to end or choose another --out") from None
+    if not resume and any(path.name != _LOCK for path in out.iterdir()):
+        lock.close()
+        raise SearchError(f"{out} already exists; pass --resume to continue it or choose "
+                          "another --out")
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
 def _open_run_directory(run: _Run, out: Path, resume: bool):
     """Creates (or restores) the run directory; returns the log opened for appending."""
     if resume:
         log_bytes = _restore(run, out)
     else:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "checkpoint").mkdir(exist_ok=True)
         log_bytes = 0
         _atomic_write(out / _CHECKPOINT, run.checkpoint_bytes(0))

@@ -222,7 +222,7 @@ def test_whole_number_float_labels_and_integer_features_are_accepted():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    counts=st.lists(st.integers(3, 12), min_size=1, max_size=5),
+    counts=st.lists(st.integers(3, 12), min_size=2, max_size=5),
     val_fraction=st.floats(0.05, 0.45),
     test_fraction=st.floats(0.05, 0.45),
     seed=st.integers(0, 2**32),
@@ -294,6 +294,8 @@ def bad_array_cases():
          dict(x=x, y=y, val_fraction=0.6, test_fraction=0.4)),
         (r"seed must be a non-negative integer; got -1", dict(x=x, y=y, seed=-1)),
         (r"seed must be a non-negative integer; got 1\.5", dict(x=x, y=y, seed=1.5)),
+        (r"labels in y hold a single class; classification needs at least two",
+         dict(x=x, y=np.zeros_like(y))),
     ]
 
 

@@ -230,3 +230,44 @@ def test_cli_gives_each_core_an_xla_cpu_device():
     chosen = "--xla_force_host_platform_device_count=1"
     assert host_devices_flag(chosen, 8) == chosen
     assert host_devices_flag("", 1) == ""
+
+
+def _hold_lock(directory: Path):
+    """Locks a run directory as a running search does; returns the open lock."""
+    import fcntl
+
+    directory.mkdir(exist_ok=True)
+    lock = open(directory / ".lock", "a+")  # noqa: SIM115 - the caller closes it
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def test_run_directory_is_locked_while_a_search_writes_it(tmp_path, finished_run):
+    import shutil
+
+    fresh, used = tmp_path / "fresh", tmp_path / "used"
+    shutil.copytree(finished_run[0], used)
+    (used / "result.json").unlink()  # as if stopped before its final retraining
+    for directory, args in ((fresh, [*TINY, "--out", str(fresh)]), (used, ["--resume", str(used)])):
+        with _hold_lock(directory):
+            before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+            result = _cli("search", "--quiet", *args, check=False)
+            assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+            assert f"in use by another search (process {os.getpid()})" in result.stderr
+            assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
+    # The OS drops a lock with its holder: both can be used again.
+    assert "test accuracy" in _cli("search", "--quiet", "--resume", str(used)).stdout
+    assert "test accuracy" in _cli("search", "--quiet", *TINY, "--out", str(fresh)).stdout
+
+
+@pytest.mark.parametrize("where", ["/proc/x", "/dev/null/x", "FILE/x"])
+def test_uncreatable_run_directory_is_one_line(tmp_path, where):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = where.replace("FILE", str(blocker))
+    result = _cli("search", "--quiet", *TINY, "--out", out, check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "cannot use" in result.stderr

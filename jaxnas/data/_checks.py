@@ -84,6 +84,9 @@ def count_classes(name: str, y: np.ndarray) -> int:
             f"labels in {name} must cover 0..C-1 with every class present; class {missing} "
             f"has no samples but the largest label is {_as_number(classes[-1])}"
         )
+    if classes.size < 2:
+        raise DataError(f"labels in {name} hold a single class; classification needs at "
+                        "least two")
     return int(classes.size)
 
 

@@ -523,10 +523,8 @@ def search(space: str = SearchConfig.space, strategy: str = SearchConfig.strateg
         except TypeError as error:
             raise SearchError(str(error)) from None
         dataset = data
-        if out is not None and out.exists() and (
-                not out.is_dir() or any(p.name != _LOCK for p in out.iterdir())):
-            raise SearchError(f"{out} already exists; pass --resume to continue it or choose "
-                              "another --out")
+        if out is not None and out.exists() and (not out.is_dir() or _in_use(out)):
+            raise SearchError(_ALREADY_EXISTS.format(out=out))
     run = _Run(config, dataset, out)
     lock = None if out is None else _lock_run_directory(out, resume)
     try:
@@ -585,6 +583,14 @@ def _drive(run: _Run, out: Path | None, resume: bool,
     return _finish(run)
 
 
+_ALREADY_EXISTS = "{out} already exists; pass --resume to continue it or choose another --out"
+
+
+def _in_use(out: Path) -> bool:
+    """Whether a directory holds anything but a lock (a new run must start empty)."""
+    return any(path.name != _LOCK for path in out.iterdir())
+
+
 def _lock_run_directory(out: Path, resume: bool):
     """Creates ``out`` if needed and locks it for this process (``out/.lock``, an
     advisory ``flock`` the OS releases when the process ends); returns the open lock.
@@ -606,10 +612,9 @@ def _lock_run_directory(out: Path, resume: bool):
         lock.close()
         raise SearchError(f"{out} is in use by another search (process {holder}); wait for "
                           "it to end or choose another --out") from None
-    if not resume and any(path.name != _LOCK for path in out.iterdir()):
+    if not resume and _in_use(out):
         lock.close()
-        raise SearchError(f"{out} already exists; pass --resume to continue it or choose "
-                          "another --out")
+        raise SearchError(_ALREADY_EXISTS.format(out=out))
     lock.seek(0)
     lock.truncate()
     lock.write(str(os.getpid()))

@@ -76,7 +76,7 @@ def over_candidates(fn, in_axes: tuple, chunk: int):
 
     A chunk of one is not vmapped but run as one candidate, so the model can branch
     (``apply(..., branch=True)``): each node then runs only its own op, which on a CPU
-    beats any batching of the chunk's different ops (see ``docs/scaling.md``).
+    beats any batching of the chunk's different ops (see ``docs/performance.md``).
     """
     if chunk != 1:
         return jax.vmap(fn, in_axes)

@@ -118,11 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.sample is not None and not 1 <= args.sample <= 6466:
         parser.error("--sample must be between 1 and 6466")
 
-    from jaxnas.cli import host_devices_flag
+    from jaxnas.cli import use_a_device_per_core
 
-    # As the jaxnas command does: one XLA CPU device per core, set before JAX starts.
-    os.environ["XLA_FLAGS"] = host_devices_flag(os.environ.get("XLA_FLAGS", ""),
-                                                len(os.sched_getaffinity(0)))
+    use_a_device_per_core()  # as the jaxnas command does, before JAX starts
     import jax
     import numpy as np
 

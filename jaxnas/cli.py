@@ -276,10 +276,15 @@ def host_devices_flag(flags: str, cores: int) -> str:
     return f"{flags} --xla_force_host_platform_device_count={cores}".strip()
 
 
-def entry() -> int:
-    """The console script: the CPU devices are set before JAX starts, then ``main``."""
+def use_a_device_per_core() -> None:
+    """Sets ``XLA_FLAGS`` (``host_devices_flag``) for this process; call before JAX starts."""
     os.environ["XLA_FLAGS"] = host_devices_flag(os.environ.get("XLA_FLAGS", ""),
                                                 len(os.sched_getaffinity(0)))
+
+
+def entry() -> int:
+    """The console script: the CPU devices are set before JAX starts, then ``main``."""
+    use_a_device_per_core()
     return main()
 
 

@@ -414,7 +414,7 @@ def _node_branch(layout: Layout, params: Params, inp: jax.Array, choice: jax.Arr
     def op_branch(spec):
         return lambda params, inp: _op_output(layout, params, inp, spec)
 
-    branches = [nothing] + [nothing if s.kind == "zero" else op_branch(s) for s in layout.specs]
+    branches = [nothing] + [op_branch(s) for s in layout.specs]
     return jax.lax.switch(jnp.maximum(choice + 1, 0), branches, params, inp)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxnas.spaces
-from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, prune, stack, unstack
+from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, live_nodes, prune, stack, unstack
 from jaxnas.nn import ModelConfig, make_model, parse_op
 from jaxnas.nn._compact import compact, compute_nodes
 from jaxnas.nn._cost import executed_flops
@@ -73,13 +73,17 @@ def _setup(space_name):
 
 def _host_params(model, count, seed=1):
     """Random numpy params for a population: editing and slicing them compiles nothing, and
-    random biases, norm scales and shifts exercise more than ``init``'s zeros and ones."""
+    random biases, norm scales, shifts and running statistics exercise more than
+    ``init``'s zeros and ones."""
     rng = np.random.default_rng(seed)
 
     def draw(path, s):
         scale = 0.5
-        if "kernel" in jax.tree_util.keystr(path):  # (..., taps, in, out) or (in, out)
+        name = jax.tree_util.keystr(path)
+        if "kernel" in name:  # (..., taps, in, out) or (in, out)
             scale = 1 / np.sqrt(s.shape[-2] * (s.shape[-3] if len(s.shape) > 2 else 1))
+        if "var" in name:  # a running variance is positive
+            return rng.uniform(0.5, 2.0, size=(count,) + s.shape).astype(np.float32)
         return (scale * rng.normal(size=(count,) + s.shape)).astype(np.float32)
 
     return jax.tree_util.tree_map_with_path(draw, jax.eval_shape(model.init, jax.random.key(0)))
@@ -160,12 +164,14 @@ def test_one_compile_vmap_relaxation_and_gradients(space_name):
             lambda p: model.apply(p, a, x), p))(both, archs2)
         soft = jax.vmap(model.apply_relaxed, (0, 0, 0, None))(
             params, archs.adj.astype(jnp.float32), jax.nn.one_hot(archs.ops, k), x)
-        return hard, soft, grads
+        train = jax.vmap(lambda p, a: model.apply_train(p, a, x)[0])(params, archs)
+        return hard, soft, train, grads
 
-    hard, soft, grads = checks(params, both, archs, archs2)
+    hard, soft, train, grads = checks(params, both, archs, archs2)
     count = len(archs)
     np.testing.assert_allclose(hard[:count], loop, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(soft, loop, rtol=1e-5, atol=1e-5)
+    # The relaxation runs in training mode (batch norm on the batch's statistics).
+    np.testing.assert_allclose(soft, train, rtol=1e-5, atol=1e-5)
     # NaN parameters in a padding slot change neither the logits nor any other gradient.
     np.testing.assert_allclose(hard[count:], loop, rtol=1e-5, atol=1e-5)
     for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
@@ -371,6 +377,46 @@ def test_branching_computes_the_same_function_and_gradients(space_name):
             np.testing.assert_allclose(branched, padded, rtol=1e-5)
             jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                          branched_grads, padded_grads)
+
+
+NORM_SPACES = [name for name in SPACES
+               if any(parse_op(op).norm for op in jaxnas.spaces.get(name).op_names)]
+
+
+@pytest.mark.parametrize("space_name", NORM_SPACES)
+def test_batch_norm_statistics_move_only_on_live_normalising_nodes(space_name):
+    """``apply_train``'s running statistics: the select, branching and compacted programs
+    agree, the stem's move, and a node's move exactly when it is live and its op
+    normalises (dead, padding, pool, skip and zero nodes keep theirs bit for bit)."""
+    space, model, archs, params, x, _, _ = _setup(space_name)
+    archs = stack(unstack(archs) + unstack(space.sample(jax.random.key(5), 4).to_numpy()))
+    params = _host_params(model, len(archs.ops))
+    layout = model.layout
+    assert layout.config.norm == "batch", "conv spaces default to batch norm"
+    size = int(np.asarray(jax.vmap(functools.partial(compute_nodes, layout))(archs)).max())
+    compacted = jax.vmap(functools.partial(compact, layout, size=size + 2))(archs)
+    train = jax.jit(model.apply_train, static_argnames="branch")
+    first, n = layout.first_node, layout.num_nodes
+    for index in range(len(archs.ops)):
+        member, arch = _member(params, index), _member(archs, index)
+        logits, stats = train(member, arch, x)
+        for form, branch in ((arch, True), (_member(compacted, index), False),
+                             (_member(compacted, index), True)):
+            other_logits, other = train(member, form, x, branch=branch)
+            np.testing.assert_allclose(other_logits, logits, rtol=1e-5, atol=1e-5)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                         other, stats)
+        for key in ("mean", "var"):
+            assert (np.asarray(stats["stem"][key]) != member["stem"][key]).all()
+        live = np.asarray(jax.jit(live_nodes)(arch.adj != 0))
+        ops = np.asarray(arch.ops)
+        moves = np.array([bool(live[i]) and ops[i] >= 0 and layout.specs[ops[i]].norm
+                          for i in range(first, n - 1)])
+        for cell, old in zip(stats["cells"], member["cells"], strict=True):
+            for key in ("mean", "var"):
+                new, before = np.asarray(cell["nodes"][key]), old["nodes"][key]
+                np.testing.assert_array_equal(new[~moves], before[~moves])
+                assert (new[moves] != before[moves]).all()
 
 
 def test_compaction_folds_skips_with_multiplicity():

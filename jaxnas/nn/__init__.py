@@ -1,15 +1,15 @@
 """The padded interpreter: one compiled program runs every architecture of a space.
 
 ``make_model(space, input_shape, num_classes, config)`` returns a ``Model`` of pure
-functions (``init``, ``apply``, ``apply_relaxed``, ``num_params``, ``flops``) and the
-static ``executed_flops``; the semantics are documented in ``jaxnas.nn._model``.
+functions (``init``, ``apply``, ``apply_train``, ``apply_relaxed``, ``num_params``,
+``flops``) and the static ``executed_flops``; the semantics are documented in ``jaxnas.nn._model``.
 ``make_layout`` gives the static layout alone (shapes and parsed ops), for code
 that mirrors the interpreter elsewhere (the PyTorch twin, exporters).
 """
 
 from jaxnas.nn._layout import Layout, ModelConfig, make_layout
-from jaxnas.nn._model import Model, make_model, node_values
+from jaxnas.nn._model import STAT_KEYS, Model, make_model, node_values, with_stats
 from jaxnas.nn._ops import OpSpec, parse_op, tap_mask
 
-__all__ = ["Layout", "Model", "ModelConfig", "OpSpec", "make_layout", "make_model", "node_values",
-           "parse_op", "tap_mask"]
+__all__ = ["STAT_KEYS", "Layout", "Model", "ModelConfig", "OpSpec", "make_layout", "make_model",
+           "node_values", "parse_op", "tap_mask", "with_stats"]

@@ -26,6 +26,14 @@ class ModelConfig:
         unroll where nodes branch (``apply(..., branch=True)``) and in dense spaces,
         scan spatial cells in the select program (3-4x faster to compile there, as fast
         to run; ``docs/performance.md``).
+      init: "auto" (PyTorch's default init where ops normalise, He-normal otherwise),
+        "torch" or "he" (see ``init_params``).
+      norm: the normalisation of conv-norm ops and of the spatial stem: "batch"
+        (NAS-Bench-101/201's batch norm: batch statistics in training, running
+        statistics for evaluation, PyTorch's momentum 0.1 and eps 1e-5; the running
+        statistics are the non-trainable "mean" and "var" leaves of the params) or
+        "layer" (a layer norm over channels: no state). Spaces without such ops
+        (the dense spaces) are unaffected.
     """
 
     width: int = 32
@@ -33,6 +41,7 @@ class ModelConfig:
     stem_kernel: int = 3
     node_loop: str = "auto"
     init: str = "auto"
+    norm: str = "batch"
 
     def __post_init__(self):
         if self.width < 1:
@@ -47,6 +56,8 @@ class ModelConfig:
         if self.init not in ("auto", "torch", "he"):
             raise ValueError("ModelConfig.init must be 'auto', 'torch' or 'he'; got "
                              f"{self.init!r}")
+        if self.norm not in ("batch", "layer"):
+            raise ValueError(f"ModelConfig.norm must be 'batch' or 'layer'; got {self.norm!r}")
 
 
 @dataclasses.dataclass(frozen=True)

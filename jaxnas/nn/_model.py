@@ -27,9 +27,13 @@ with bias (units beyond the op's width are masked inside one width-D matmul);
 relu-conv-norm; "maxpool<k>x<k>" / "avg_pool_<k>x<k>" pool (average excludes
 padding); "skip"/"skip_connect" is the identity, "zero"/"none" outputs zeros. All
 are stride 1 with 'same' padding, over one spatial axis (sequences) or two
-(images). Normalisation is a layer norm over channels with a learned scale and
-shift instead of batch norm, so parameters are the only state (no batch
-statistics); the PyTorch twin does the same.
+(images). Normalisation is batch norm (``ModelConfig(norm="batch")``, the default:
+NAS-Bench-101/201's) or a layer norm over channels (``norm="layer"``, stateless).
+Batch norm's running statistics are the non-trainable "mean" and "var" leaves next
+to each norm's "scale" and "shift": ``apply`` (evaluation) normalises with them,
+``apply_train`` with the batch's statistics and returns them updated, and the trainer
+writes them back (``with_stats``) after each optimiser step. Dead and padding nodes,
+and nodes whose op does not normalise, keep their statistics unchanged.
 
 Macro skeleton: spaces with a convolution or a pooling op are spatial: the stem
 is conv-norm-relu to ``width`` channels over the data's spatial axes (flat features
@@ -76,7 +80,7 @@ from jaxnas.arch._encoding import Arch, live_nodes
 from jaxnas.nn import _cost
 from jaxnas.nn._compact import Compact
 from jaxnas.nn._layout import Layout, ModelConfig, make_layout
-from jaxnas.nn._ops import ACTIVATIONS, OpSpec, channels, conv, norm, pool, tap_mask
+from jaxnas.nn._ops import ACTIVATIONS, OpSpec, batch_norm, channels, conv, norm, pool, tap_mask
 from jaxnas.spaces import Space
 
 Params = Any
@@ -90,14 +94,19 @@ class Model(NamedTuple):
         the same shapes, so ``vmap(init)`` over keys gives a population's params.
       apply: (params, arch, x (B, *input_shape), *, branch=False) -> logits
         (B, num_classes) for one architecture, an ``Arch`` or its ``Compact`` form (same
-        function, fewer node slots: see ``jaxnas.nn._compact``); jittable, vmappable
-        over (params, arch). ``branch=True`` runs each node's op alone under
-        ``lax.switch`` (the same function): the fast form for one architecture that is
-        not vmapped, since under vmap every branch would run.
+        function, fewer node slots: see ``jaxnas.nn._compact``), in evaluation mode
+        (batch norm uses the running statistics in params); jittable, vmappable over
+        (params, arch). ``branch=True`` runs each node's op alone under ``lax.switch``
+        (the same function): the fast form for one architecture that is not vmapped,
+        since under vmap every branch would run.
+      apply_train: the same arguments -> (logits, stats): training mode (batch norm
+        normalises with the batch's statistics) and the updated running statistics,
+        a subtree of params (``{}`` without batch norm) for ``with_stats``.
       apply_relaxed: (params, adj_weights (N, N), op_weights (N, K), x) -> logits:
-        the continuous (DARTS) relaxation; node input = sum_j adj_weights[j, i] h_j,
-        node output = sum_k op_weights[i, k] op_k(input). With a 0/1 adjacency and
-        one-hot ops it equals ``apply``.
+        the continuous (DARTS) relaxation, in training mode (batch statistics, as
+        DARTS trains its supernet); node input = sum_j adj_weights[j, i] h_j, node
+        output = sum_k op_weights[i, k] op_k(input). With a 0/1 adjacency and one-hot
+        ops it equals ``apply_train``'s logits.
       num_params: arch -> useful parameter count (live nodes, at the widths they
         read and write); works on one Arch or a population (shape batch_shape).
       flops: arch -> useful forward FLOPs per example (a multiply-add is 2 FLOPs;
@@ -110,6 +119,7 @@ class Model(NamedTuple):
 
     init: Callable[[jax.Array], Params]
     apply: Callable[..., jax.Array]
+    apply_train: Callable[..., tuple[jax.Array, Params]]
     apply_relaxed: Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array]
     num_params: Callable[[Arch], jax.Array]
     flops: Callable[[Arch], jax.Array]
@@ -137,9 +147,12 @@ def make_model(space: Space, input_shape: tuple[int, ...], num_classes: int,
     # compile instead of one per random draw); apply is left to the caller's jit.
     return Model(
         init=jax.jit(lambda key: init_params(layout, key)),
-        apply=lambda params, arch, x, *, branch=False: _apply(layout, params, arch, x, branch),
+        apply=lambda params, arch, x, *, branch=False: _apply(layout, params, arch, x, branch,
+                                                              train=False)[0],
+        apply_train=lambda params, arch, x, *, branch=False: _apply(layout, params, arch, x,
+                                                                    branch, train=True),
         apply_relaxed=lambda params, adj_weights, op_weights, x: _forward(
-            layout, params, adj_weights, op_weights, x, hard=False),
+            layout, params, adj_weights, op_weights, x, hard=False, train=True)[0],
         num_params=jax.jit(lambda arch: _cost.num_params(layout, arch)),
         flops=jax.jit(lambda arch: _cost.flops(layout, arch)),
         executed_flops=_cost.executed_flops(layout),
@@ -175,7 +188,7 @@ def _skeleton(layout: Layout) -> Params:
         params["stem"] = {
             "kernel": _kernel((layout.stem_taps, layout.in_channels, width),
                               layout.stem_taps * layout.in_channels),
-            "scale": _Leaf((width,), fill=1.0), "shift": _Leaf((width,))}
+            **_norm_leaves(layout, (width,))}
     elif not layout.raw_input:
         params["stem"] = {"kernel": _kernel((1, layout.in_channels, width), layout.in_channels),
                           "bias": _bias((width,), layout.in_channels)}
@@ -188,8 +201,7 @@ def _skeleton(layout: Layout) -> Params:
         if layout.has_bias:
             nodes["bias"] = _bias((m, d), layout.taps * d)
         if layout.has_norm:
-            nodes["scale"] = _Leaf((m, d), fill=1.0)
-            nodes["shift"] = _Leaf((m, d))
+            nodes.update(_norm_leaves(layout, (m, d)))
         cell = {"nodes": nodes}
         if layout.raw_input:
             fan_in = layout.cell_input_features(index)
@@ -200,6 +212,41 @@ def _skeleton(layout: Layout) -> Params:
     params["head"] = {"kernel": _kernel((d, layout.num_classes), d, gain=1.0),
                       "bias": _bias((layout.num_classes,), d)}
     return params
+
+
+def _norm_leaves(layout: Layout, shape: tuple[int, ...]) -> dict[str, _Leaf]:
+    """A norm's scale and shift, and batch norm's running mean and variance."""
+    leaves = {"scale": _Leaf(shape, fill=1.0), "shift": _Leaf(shape)}
+    if layout.config.norm == "batch":
+        leaves.update({"mean": _Leaf(shape), "var": _Leaf(shape, fill=1.0)})
+    return leaves
+
+
+STAT_KEYS = ("mean", "var")
+
+
+def _stats_of(params: Params) -> dict[str, jax.Array]:
+    """The running statistics held by one norm's (or one node's) params; {} if none."""
+    return {k: params[k] for k in STAT_KEYS if k in params}
+
+
+def _normalise(params: Params, z: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+    """(normalised z, new running statistics): batch norm where params hold running
+    statistics, else the stateless layer norm."""
+    if "mean" not in params:
+        return norm(z, params["scale"], params["shift"]), {}
+    out, mean, var = batch_norm(z, params["scale"], params["shift"], params["mean"],
+                                params["var"], train)
+    return out, {"mean": mean, "var": var}
+
+
+def with_stats(params: Params, stats: Params) -> Params:
+    """``params`` with the running statistics of ``apply_train`` (a subtree) written in."""
+    if isinstance(stats, dict):
+        return {**params, **{k: with_stats(params[k], v) for k, v in stats.items()}}
+    if isinstance(stats, list):
+        return [with_stats(p, s) for p, s in zip(params, stats, strict=True)]
+    return stats
 
 
 def _scale(leaf: _Leaf, scheme: str) -> float:
@@ -224,7 +271,8 @@ def init_params(layout: Layout, key: jax.Array) -> Params:
       {"stem": ..., "cells": [cell, ...], "head": {"kernel": (D, classes), "bias": ...}}.
       A cell holds ``nodes``: node kernels (M, taps, D, D) (M stacked nodes, taps =
       max_kernel ** rank), and where the space needs them biases, norm scales and
-      shifts (M, D); chain cells also hold ``input``: node 1's (1, d, D) kernel and bias.
+      shifts (M, D) (batch norm adds running means at 0 and variances at 1, (M, D));
+      chain cells also hold ``input``: node 1's (1, d, D) kernel and bias.
     """
     skeleton = _skeleton(layout)
     scheme = layout.init
@@ -248,20 +296,22 @@ def init_params(layout: Layout, key: jax.Array) -> Params:
     return jax.tree_util.tree_unflatten(treedef, arrays)
 
 
-def _stem(layout: Layout, params: Params, x: jax.Array) -> jax.Array:
-    """(B, *input_shape) -> node 0 of the first cell: (B, *spatial, D) or (B, d)."""
+def _stem(layout: Layout, params: Params, x: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+    """(B, *input_shape) -> (node 0 of the first cell: (B, *spatial, D) or (B, d), the
+    stem norm's new running statistics)."""
     batch = x.shape[0]
+    stats = {}
     if not layout.spatial:
         x = x.reshape(batch, -1)
         if layout.raw_input:
-            return x
+            return x, stats
         h = jax.nn.relu(x @ params["stem"]["kernel"][0] + channels(params["stem"]["bias"], 2))
     else:
         x = x.reshape(batch, *layout.spatial_shape, layout.in_channels)
-        stem = params["stem"]
-        h = jax.nn.relu(norm(conv(x, stem["kernel"]), stem["scale"], stem["shift"]))
+        z, stats = _normalise(params["stem"], conv(x, params["stem"]["kernel"]), train)
+        h = jax.nn.relu(z)
     pad = layout.features - h.shape[-1]
-    return jnp.pad(h, [(0, 0)] * (h.ndim - 1) + [(0, pad)]) if pad else h
+    return (jnp.pad(h, [(0, 0)] * (h.ndim - 1) + [(0, pad)]) if pad else h), stats
 
 
 def _head(params: Params, h: jax.Array) -> jax.Array:
@@ -270,22 +320,26 @@ def _head(params: Params, h: jax.Array) -> jax.Array:
 
 
 def _apply(layout: Layout, params: Params, arch: Arch | Compact, x: jax.Array,
-           branch: bool) -> jax.Array:
+           branch: bool, train: bool) -> tuple[jax.Array, Params]:
     node = arch.node if isinstance(arch, Compact) else None
-    return _forward(layout, params, arch.adj, arch.ops, x, hard=True, node=node, branch=branch)
+    return _forward(layout, params, arch.adj, arch.ops, x, hard=True, node=node, branch=branch,
+                    train=train)
 
 
 def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: jax.Array, *,
-             hard: bool, collect: bool = False, node: jax.Array | None = None,
+             hard: bool, train: bool, collect: bool = False, node: jax.Array | None = None,
              branch: bool = False):
-    """Logits (B, num_classes) of one architecture (hard) or one relaxation (soft).
+    """(logits (B, num_classes), new running statistics) of one architecture (hard) or
+    one relaxation (soft).
 
     Hard: ``adj`` (N, N) 0/1 and ``ops`` (N,) op ids; soft: ``adj`` (N, N) float edge
     weights and ``ops`` (N, K) float op weights. With ``node`` (K,), a ``Compact``'s
     slots: ``adj`` (K, K) edge multiplicities, ``ops`` (K,) op ids (-1 inactive), and
     slot i runs with the parameters of original node ``node[i]``. With ``collect``
     returns ``(values, logits)`` instead (see ``node_values``). ``branch`` (hard only)
-    runs each node's op alone under ``lax.switch``.
+    runs each node's op alone under ``lax.switch``. ``train``: batch norm normalises
+    with batch statistics (the statistics returned are updated) instead of the running
+    ones (returned unchanged).
     """
     n, k = layout.num_nodes, len(layout.specs)
     if x.shape[1:] != layout.input_shape:
@@ -293,6 +347,9 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
     if node is not None:  # a Compact: already live-masked, its slots use node[i]'s params
         edges, choice = adj, ops
         slots = jnp.maximum(node[layout.first_node:-1] - layout.first_node, 0)
+        # Where a slot's statistics go back to: empty slots nowhere (out of range, dropped).
+        homes = jnp.where(node[layout.first_node:-1] >= layout.first_node, slots,
+                          layout.num_stacked)
     else:
         if adj.shape != (n, n):
             raise ValueError(f"the adjacency must have shape ({n}, {n}); got {adj.shape}")
@@ -309,27 +366,37 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
                 raise ValueError(f"op_weights must have shape ({n}, {k}); got {ops.shape}")
             choice = jnp.where(live[:, None], ops.astype(jnp.float32), 0.0)
             edges = adj.astype(jnp.float32)
-    h = _stem(layout, params, x)
+    h, stem_stats = _stem(layout, params, x, train)
+    stats: dict[str, Any] = {"stem": stem_stats} if stem_stats else {}
+    cell_stats = []
     values = [] if layout.raw_input else [h]
     for cell in params["cells"]:
+        own = cell["nodes"]
         if node is not None:
-            cell = {**cell, "nodes": jax.tree.map(lambda a: a[slots], cell["nodes"])}
-        h, states = _cell(layout, cell, h, edges, choice, hard, branch)
+            cell = {**cell, "nodes": jax.tree.map(lambda a: a[slots], own)}
+        h, states, node_stats = _cell(layout, cell, h, edges, choice, hard, branch, train)
+        if node is not None:
+            node_stats = jax.tree.map(lambda full, new: full.at[homes].set(new, mode="drop"),
+                                      _stats_of(own), node_stats)
+        cell_stats.append({"nodes": node_stats})
         values.extend(states[1:])
+    if any(c["nodes"] for c in cell_stats):
+        stats["cells"] = cell_stats
     logits = _head(params, h)
-    return (values, logits) if collect else logits
+    return (values, logits) if collect else (logits, stats)
 
 
 def node_values(layout: Layout, params: Params, arch: Arch,
                 x: jax.Array) -> tuple[list[jax.Array], jax.Array]:
-    """Every hidden value of one architecture and its logits (what ``apply`` computes).
+    """Every hidden value of one architecture and its logits (what ``apply_train``
+    computes: batch norm uses the batch's statistics).
 
     Returns:
       (values, logits): values is a list of (B, ...) arrays: the stem output (spaces
       with a stem) and the output of every node after the cell input, cell by cell
       (dead and padding nodes are zeros); logits (B, num_classes).
     """
-    return _forward(layout, params, arch.adj, arch.ops, x, hard=True, collect=True)
+    return _forward(layout, params, arch.adj, arch.ops, x, hard=True, train=True, collect=True)
 
 
 def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -> jax.Array:
@@ -353,11 +420,12 @@ def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -
 
 
 def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice: jax.Array,
-          hard: bool, branch: bool) -> tuple[jax.Array, list[jax.Array]]:
+          hard: bool, branch: bool, train: bool) -> tuple[jax.Array, list[jax.Array], dict]:
     """One cell: node 0 = h0 (B, *spatial, d0).
 
     Returns:
-      (the output node (B, *spatial, D), the values of nodes 0..N-2 as a list).
+      (the output node (B, *spatial, D), the values of nodes 0..N-2 as a list, the
+      stacked nodes' new running statistics, (M, D) each, or {}).
 
     In chain spaces node 0 holds the raw flattened input of its own size d0; only
     node 1 reads it, with the cell's ``input`` kernel (other edges out of node 0 are
@@ -366,8 +434,8 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
     n, first = edges.shape[0], layout.first_node
     states = [h0]
     if layout.raw_input:
-        node1 = _node(layout, cell["input"], _gather(edges[:1, 1], [h0], hard), choice[1], hard,
-                      branch)
+        node1, _ = _node(layout, cell["input"], _gather(edges[:1, 1], [h0], hard), choice[1],
+                         hard, branch, train)
         states = [jnp.zeros_like(node1), node1]
     nodes = cell["nodes"]
     if layout.scan_nodes(branch) and layout.num_stacked:
@@ -377,59 +445,70 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
 
         def step(buffer, xs):
             node_params, node_edges, node_choice, index = xs
-            out = _node(layout, node_params, _gather(node_edges, buffer, hard), node_choice,
-                        hard, branch)
-            return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), None
+            out, stats = _node(layout, node_params, _gather(node_edges, buffer, hard),
+                               node_choice, hard, branch, train)
+            return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), stats
 
         xs = (nodes, edges[:, first:n - 1].T, choice[first:n - 1], jnp.arange(first, n - 1))
-        buffer, _ = jax.lax.scan(step, buffer, xs)
-        return _gather(edges[:, n - 1], buffer, hard), list(buffer[:n - 1])
+        buffer, stats = jax.lax.scan(step, buffer, xs)
+        return _gather(edges[:, n - 1], buffer, hard), list(buffer[:n - 1]), stats
+    node_stats = []
     for i in range(first, n - 1):
         node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], nodes)
         inp = _gather(edges[first - 1:i, i], states[first - 1:], hard)
-        states.append(_node(layout, node_params, inp, choice[i], hard, branch))
-    return _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], hard), states
+        out, stats = _node(layout, node_params, inp, choice[i], hard, branch, train)
+        states.append(out)
+        node_stats.append(stats)
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *node_stats) if node_stats else {}
+    return _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], hard), states, stacked
 
 
 def _node(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
-          hard: bool, branch: bool) -> jax.Array:
+          hard: bool, branch: bool, train: bool) -> tuple[jax.Array, dict]:
     """One node on its summed input (B, *spatial, D): op id ``choice`` (hard; -1 for an
-    inactive node) or the op mixture ``choice`` (K,) (soft)."""
+    inactive node) or the op mixture ``choice`` (K,) (soft, always in training mode,
+    its running statistics left as they are).
+
+    Returns:
+      (the node's value (B, *spatial, D), its new running statistics (D,) each, or {}).
+    """
     if not hard:
-        return _node_soft(layout, params, inp, choice)
+        return _node_soft(layout, params, inp, choice), _stats_of(params)
     if branch:
-        return _node_branch(layout, params, inp, choice)
-    return _node_hard(layout, params, inp, choice)
+        return _node_branch(layout, params, inp, choice, train)
+    return _node_hard(layout, params, inp, choice, train)
 
 
-def _node_branch(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array) -> jax.Array:
+def _node_branch(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
+                 train: bool) -> tuple[jax.Array, dict]:
     """One node running op id ``choice`` alone: ``lax.switch`` executes one branch, so an
     inactive, zero or skip node costs nothing and a 1x1 op runs a 1x1 matmul. For a
     scalar ``choice`` only: under vmap the switch becomes a select of every branch."""
     d = layout.features
 
     def nothing(params, inp):
-        return jnp.zeros(inp.shape[:-1] + (d,), inp.dtype)
+        return jnp.zeros(inp.shape[:-1] + (d,), inp.dtype), _stats_of(params)
 
     def op_branch(spec):
-        return lambda params, inp: _op_output(layout, params, inp, spec)
+        return lambda params, inp: _op_output(layout, params, inp, spec, train)
 
     branches = [nothing] + [op_branch(s) for s in layout.specs]
     return jax.lax.switch(jnp.maximum(choice + 1, 0), branches, params, inp)
 
 
-def _op_output(layout: Layout, params: Params, inp: jax.Array, spec: OpSpec,
-               convs: dict | None = None) -> jax.Array:
-    """One op on a node's summed input (B, *spatial, D_in) -> (B, *spatial, D); a
-    convolution runs on its own taps only. ``convs`` caches convolutions by (kernel,
-    pre-relu) across the ops of one node."""
+def _op_output(layout: Layout, params: Params, inp: jax.Array, spec: OpSpec, train: bool,
+               convs: dict | None = None) -> tuple[jax.Array, dict]:
+    """One op on a node's summed input (B, *spatial, D_in) -> ((B, *spatial, D), the
+    node's new running statistics); a convolution runs on its own taps only. ``convs``
+    caches convolutions by (kernel, pre-relu) across the ops of one node."""
     d = layout.features
+    stats = _stats_of(params)
     if spec.kind == "zero":
-        return jnp.zeros(inp.shape[:-1] + (d,), inp.dtype)
+        return jnp.zeros(inp.shape[:-1] + (d,), inp.dtype), stats
     if spec.kind == "skip":
-        return inp
+        return inp, stats
     if spec.kind == "pool":
-        return pool(inp, spec.pool, spec.kernel)
+        return pool(inp, spec.pool, spec.kernel), stats
     convs = {} if convs is None else convs
     key = (spec.kernel, spec.pre_relu)
     if key not in convs:
@@ -439,12 +518,12 @@ def _op_output(layout: Layout, params: Params, inp: jax.Array, spec: OpSpec,
     if spec.bias:
         z = z + channels(params["bias"], z.ndim)
     if spec.norm:
-        z = norm(z, params["scale"], params["shift"])
+        z, stats = _normalise(params, z, train)
     value = ACTIVATIONS[spec.activation](z)
     width = layout.op_width(spec)
     if width < d:
         value = jnp.where(channels(jnp.arange(d) < width, value.ndim), value, 0.0)
-    return value
+    return value, stats
 
 
 def _activate(layout: Layout, z: jax.Array, op: jax.Array) -> jax.Array:
@@ -460,12 +539,14 @@ def _activate(layout: Layout, z: jax.Array, op: jax.Array) -> jax.Array:
     return out
 
 
-def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array) -> jax.Array:
+def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
+               train: bool) -> tuple[jax.Array, dict]:
     """One node running op id ``choice``: one convolution / matmul whatever the op.
 
     Linear ops share the node kernel, masked to the op's taps, and the input relu when
     the op wants it; bias, normalisation, activation and width are then selected per op,
-    so ops that differ only in those share the matmul.
+    so ops that differ only in those share the matmul. The running statistics change
+    only on an active node whose op normalises.
     """
     specs = layout.specs
     d = layout.features
@@ -479,6 +560,7 @@ def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array
         return jnp.asarray(values)[op]
 
     groups: list[tuple[jax.Array, jax.Array]] = []
+    stats = _stats_of(params)
     if layout.linear_specs:
         linear = layout.linear_specs
         conv_in = inp
@@ -495,9 +577,10 @@ def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array
             z = biased if all(s.bias for s in linear) else jnp.where(
                 per_op([s.bias for s in specs]), biased, z)
         if layout.has_norm:
-            normed = norm(z, params["scale"], params["shift"])
-            z = normed if all(s.norm for s in linear) else jnp.where(
-                per_op([s.norm for s in specs]), normed, z)
+            normed, new = _normalise(params, z, train)
+            normalises = per_op([s.norm for s in specs])
+            z = normed if all(s.norm for s in linear) else jnp.where(normalises, normed, z)
+            stats = jax.tree.map(lambda n, o: jnp.where(active & normalises, n, o), new, stats)
         z = _activate(layout, z, op)
         widths = [layout.op_width(s) if s.kind == "linear" else d for s in specs]
         if min(widths) < d:
@@ -512,7 +595,7 @@ def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array
     out = jnp.zeros(inp.shape[:-1] + (d,), inp.dtype)
     for chosen, value in groups:
         out = jnp.where(active & chosen, value, out)
-    return out
+    return out, stats
 
 
 def _node_soft(layout: Layout, params: Params, inp: jax.Array, weights: jax.Array) -> jax.Array:
@@ -521,5 +604,5 @@ def _node_soft(layout: Layout, params: Params, inp: jax.Array, weights: jax.Arra
     out = jnp.zeros(inp.shape[:-1] + (layout.features,), inp.dtype)
     for k, spec in enumerate(layout.specs):
         if spec.kind != "zero":
-            out = out + weights[k] * _op_output(layout, params, inp, spec, convs)
+            out = out + weights[k] * _op_output(layout, params, inp, spec, True, convs)[0]
     return out

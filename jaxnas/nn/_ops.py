@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 
 import jax
@@ -15,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 NORM_EPS = 1e-5
+# PyTorch's BatchNorm defaults: running = (1 - momentum) * running + momentum * batch.
+BN_MOMENTUM = 0.1
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -181,16 +184,41 @@ def _window_sizes(spatial: tuple[int, ...], kernel: int) -> np.ndarray:
 
 
 def norm(z: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
-    """Layer norm over the channel axis with a learned scale and shift (stateless).
-
-    Replaces batch norm so parameters are the only state; ``var + NORM_EPS`` keeps
-    the value and gradient finite even on all-zero inputs of padding nodes.
-    """
+    """Layer norm over the channel axis with a learned scale and shift (stateless;
+    ``ModelConfig(norm="layer")``); ``var + NORM_EPS`` keeps the value and gradient
+    finite even on all-zero inputs of padding nodes."""
     mean = jnp.mean(z, axis=-1, keepdims=True)
     centred = z - mean
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
     return centred * jax.lax.rsqrt(var + NORM_EPS) * channels(scale, z.ndim) + channels(shift,
                                                                                       z.ndim)
+
+
+def batch_norm(z: jax.Array, scale: jax.Array, shift: jax.Array, mean: jax.Array,
+               var: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Batch norm of channels-last z (B, *spatial, C), as PyTorch's ``BatchNorm*d``.
+
+    Training (``train``) normalises with the statistics of this batch over every axis but
+    the channels (the biased variance) and returns the running statistics updated with
+    ``BN_MOMENTUM`` (the unbiased variance); evaluation normalises with the running
+    ``mean`` and ``var`` (C,) and returns them unchanged.
+
+    Returns:
+      (normalised z, new running mean (C,), new running var (C,)).
+    """
+    axes = tuple(range(z.ndim - 1))
+    if train:
+        batch_mean = jnp.mean(z, axis=axes)
+        centred = z - channels(batch_mean, z.ndim)
+        batch_var = jnp.mean(centred * centred, axis=axes)
+        count = math.prod(z.shape[:-1])
+        mean = (1 - BN_MOMENTUM) * mean + BN_MOMENTUM * batch_mean
+        var = (1 - BN_MOMENTUM) * var + BN_MOMENTUM * batch_var * (count / max(count - 1, 1))
+        scaled = centred * channels(jax.lax.rsqrt(batch_var + NORM_EPS), z.ndim)
+    else:
+        scaled = (z - channels(mean, z.ndim)) * channels(jax.lax.rsqrt(var + NORM_EPS), z.ndim)
+    out = scaled * channels(scale, z.ndim) + channels(shift, z.ndim)
+    return out, mean, var
 
 
 def channels(vector: jax.Array, ndim: int) -> jax.Array:

@@ -7,6 +7,15 @@ params whichever proxy is asked, and ``compute_proxies`` (all five from one init
 candidate) agrees with the single-proxy functions. Non-finite scores (padding,
 architectures whose output does not depend on their input, overflow) become -inf.
 
+Batch norm (``ModelConfig(norm="batch")``): ``naswot``, ``grad_norm``, ``snip`` and
+``jacob_cov`` run the network in training mode, normalising with the minibatch's
+statistics, as the published PyTorch implementations score a network in ``train()``
+mode. ``synflow`` runs in evaluation mode on the initial running statistics (mean 0,
+variance 1), which leaves every activation unnormalised: the zero-cost proxies'
+reference code also scores synflow with batch norm removed, since the statistics of
+an all-ones input are degenerate. Running statistics are not parameters: they count
+in no proxy's sum.
+
 Proxies (one minibatch x (B, *input_shape), y (B,)):
 
 * ``synflow`` (Tanaka et al. 2020): params replaced by their absolute values, input all
@@ -40,7 +49,7 @@ import numpy as np
 
 from jaxnas.arch._encoding import Arch
 from jaxnas.nn._layout import ModelConfig
-from jaxnas.nn._model import Model, Params, make_model
+from jaxnas.nn._model import STAT_KEYS, Model, Params, make_model
 from jaxnas.nn._model import node_values as _model_node_values
 
 PROXIES = ("synflow", "naswot", "grad_norm", "snip", "jacob_cov")
@@ -57,7 +66,7 @@ def _tree_sum(tree) -> jax.Array:
 
 
 def _loss(model: Model, params: Params, arch: Arch, x: jax.Array, y: jax.Array) -> jax.Array:
-    logits = model.apply(params, arch, x)
+    logits, _ = model.apply_train(params, arch, x)
     logp = jax.nn.log_softmax(logits)
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
@@ -69,8 +78,11 @@ def _synflow_one(model, params, arch, x, y):
     abs_params = jax.tree_util.tree_map(jnp.abs, params)
     ones = jnp.ones((1,) + x.shape[1:], jnp.float32)
     grads = jax.grad(lambda p: jnp.sum(model.apply(p, arch, ones)))(abs_params)
-    total = _tree_sum(jax.tree_util.tree_map(lambda t, g: jnp.abs(t * g), abs_params, grads))
-    return jnp.log(total)
+
+    def saliency(path, t, g):  # running statistics are not parameters
+        return 0.0 if getattr(path[-1], "key", None) in STAT_KEYS else jnp.abs(t * g)
+
+    return jnp.log(_tree_sum(jax.tree_util.tree_map_with_path(saliency, abs_params, grads)))
 
 
 def _grads(model, params, arch, x, y):
@@ -89,7 +101,7 @@ def _snip_one(model, params, arch, x, y):
 
 def _jacob_cov_one(model, params, arch, x, y):
     del y
-    jac = jax.grad(lambda xs: jnp.sum(model.apply(params, arch, xs)))(x)
+    jac = jax.grad(lambda xs: jnp.sum(model.apply_train(params, arch, xs)[0]))(x)
     jac = jac.reshape(x.shape[0], -1)
     centred = jac - jac.mean(axis=1, keepdims=True)
     # A constant Jacobian row (e.g. every unit dead on that example) has no correlation:

@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
 from jaxnas.arch._encoding import Arch
-from jaxnas.nn import Model, ModelConfig, make_model
+from jaxnas.nn import Model, ModelConfig, make_model, with_stats
 from jaxnas.nn._compact import compact, compute_nodes
 from jaxnas.spaces import Space
 from jaxnas.train._config import Hyperparams, TrainConfig, make_optimizer
@@ -64,10 +64,11 @@ def model_of(space: Space, input_shape: tuple[int, ...], num_classes: int,
 
 
 def loss_fn(model: Model, params: Any, arch: Arch, x: jax.Array, y: jax.Array, *,
-            branch: bool = False) -> jax.Array:
-    """Mean cross-entropy of one architecture on a batch x (B, ...), y (B,)."""
-    logits = model.apply(params, arch, x, branch=branch)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            branch: bool = False) -> tuple[jax.Array, Any]:
+    """(Mean cross-entropy of one architecture on a batch x (B, ...), y (B,) in training
+    mode, the updated running statistics of its batch norms)."""
+    logits, stats = model.apply_train(params, arch, x, branch=branch)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), stats
 
 
 def over_candidates(fn, in_axes: tuple, chunk: int):
@@ -270,11 +271,14 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
             batch_axis = 0
 
         def candidate_step(params, opt_state, arch, x, y, step):
-            loss, grads = jax.value_and_grad(loss_fn, argnums=1)(
+            (loss, stats), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
                 model, params, arch, x, y, branch=layout.chunk == 1)
             optimizer = make_optimizer(config, hyper, step)
             updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
+            # Running statistics are not trained: what the optimiser made of their zero
+            # gradients (weight decay) is replaced by the batch's update.
+            params = with_stats(optax.apply_updates(params, updates), stats)
+            return params, opt_state, loss
 
         def step_fn(carry, inputs):
             params, opt_state, diverged = carry
@@ -451,7 +455,7 @@ def bytes_per_candidate(model: Model, config: TrainConfig) -> int:
     input_shape = model.layout.input_shape
 
     def train_step(params, arch, x, y):
-        return jax.value_and_grad(loss_fn, argnums=1)(model, params, arch, x, y)
+        return jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(model, params, arch, x, y)
 
     x_train = jax.ShapeDtypeStruct((config.batch_size, *input_shape), jnp.float32)
     y_train = jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)

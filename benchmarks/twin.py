@@ -8,9 +8,11 @@
   ``train_seed_style`` trains candidates one after another in a plain Python loop.
 * ``export_state_dict``: a jaxnas parameter pytree as a ``SeedModule`` state dict.
 
-Both modules load a jaxnas parameter pytree (``load_jax_params``) and take inputs in
-jaxnas's layout, (B, *input_shape). The semantics are ``jaxnas.nn``'s: layer norm over
-channels instead of batch norm, 'same' padding, stride 1, the output node a sum.
+Both modules load a jaxnas parameter pytree (``load_jax_params``; batch norm's
+running statistics become buffers) and take inputs in jaxnas's layout,
+(B, *input_shape). The semantics are ``jaxnas.nn``'s: batch norm (``nn.BatchNorm*d``,
+training and evaluation modes as PyTorch's) or, with ``ModelConfig(norm="layer")``, a
+layer norm over channels; 'same' padding, stride 1, the output node a sum.
 This is the only module besides the tests that imports torch.
 """
 
@@ -29,8 +31,8 @@ from torch import nn
 
 from jaxnas.arch._encoding import Arch, unstack
 from jaxnas.arch._graph import live_mask
-from jaxnas.nn import Layout, ModelConfig, OpSpec, make_layout, make_model, tap_mask
-from jaxnas.nn._ops import NORM_EPS
+from jaxnas.nn import STAT_KEYS, Layout, ModelConfig, OpSpec, make_layout, make_model, tap_mask
+from jaxnas.nn._ops import BN_MOMENTUM, NORM_EPS
 from jaxnas.spaces import Space
 
 _ACTIVATIONS = {
@@ -108,11 +110,16 @@ class TorchPadded(nn.Module):
         self.names = list(initial)
         self.params = nn.ParameterDict({
             name.replace("/", "__"): nn.Parameter(torch.from_numpy(value.copy()))
-            for name, value in initial.items()
+            for name, value in initial.items() if not _is_stat(name)
         })
+        for name, value in initial.items():  # running statistics: buffers, not trained
+            if _is_stat(name):
+                self.register_buffer(_buffer_name(name), torch.from_numpy(value.copy()))
         self._taps = torch.from_numpy(self.layout.tap_table()) if self.layout.linear_specs else None
 
     def param(self, name: str) -> torch.Tensor:
+        if _is_stat(name):
+            return getattr(self, _buffer_name(name))
         return self.params[name.replace("/", "__")]
 
     def load_jax_params(self, params: Any) -> TorchPadded:
@@ -124,6 +131,15 @@ class TorchPadded(nn.Module):
             for name, value in flat.items():
                 self.param(name).copy_(torch.from_numpy(value))
         return self
+
+    def _norm(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """A channels-last norm: batch norm on the running-statistics buffers (updated in
+        place in training mode), or the layer norm."""
+        if "mean" not in params:
+            return F.layer_norm(z, (z.shape[-1],), params["scale"], params["shift"], NORM_EPS)
+        out = F.batch_norm(z.movedim(-1, 1), params["mean"], params["var"], params["scale"],
+                           params["shift"], self.training, BN_MOMENTUM, NORM_EPS)
+        return out.movedim(1, -1)
 
     def forward(self, arch: Arch, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_classes) of one architecture on x (B, *input_shape)."""
@@ -151,8 +167,9 @@ class TorchPadded(nn.Module):
         else:
             x = x.reshape(batch, *layout.spatial_shape, layout.in_channels)
             h = _conv_last(x, self.param("stem/kernel"))
-            h = torch.relu(F.layer_norm(h, (h.shape[-1],), self.param("stem/scale"),
-                                        self.param("stem/shift"), NORM_EPS))
+            stem = {name.rsplit("/", 1)[1]: self.param(name) for name in self.names
+                    if name.startswith("stem/")}
+            h = torch.relu(self._norm(stem, h))
         return F.pad(h, (0, layout.features - h.shape[-1]))
 
     def _cell(self, prefix: str, h0: torch.Tensor, edges: np.ndarray,
@@ -191,7 +208,7 @@ class TorchPadded(nn.Module):
             if spec.bias:
                 z = z + params["bias"]
             if spec.norm:
-                z = F.layer_norm(z, (z.shape[-1],), params["scale"], params["shift"], NORM_EPS)
+                z = self._norm(params, z)
             z = _ACTIVATIONS[spec.activation](z)
             mask = torch.arange(layout.features) < layout.op_width(spec)
             return torch.where(mask, z, torch.zeros(()))
@@ -200,6 +217,14 @@ class TorchPadded(nn.Module):
         if spec.kind == "skip":
             return inp
         return torch.zeros_like(inp)
+
+
+def _is_stat(name: str) -> bool:
+    return name.rsplit("/", 1)[-1] in STAT_KEYS
+
+
+def _buffer_name(name: str) -> str:
+    return "stat__" + name.replace("/", "__")
 
 
 def _conv_last(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -280,6 +305,13 @@ class _ChannelNorm(nn.Module):
         return z.movedim(-1, 1)
 
 
+def _norm_module(config: ModelConfig, rank: int, channels: int) -> nn.Module:
+    """PyTorch's own batch norm (momentum 0.1, eps 1e-5), or the channel layer norm."""
+    if config.norm == "batch":
+        return (nn.BatchNorm1d if rank == 1 else nn.BatchNorm2d)(channels)
+    return _ChannelNorm(channels)
+
+
 class _Zero(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
@@ -305,8 +337,9 @@ class SeedModule(nn.Module):
     Modules: ``stem`` (absent in chain spaces), ``cells[c]["node<i>"]`` for the live
     compute nodes, ``head``. A node's input is the sum of its live predecessors,
     zero-padded to the widest. Dense layers are ``nn.Linear`` (1x1 ``nn.Conv*d`` in
-    spatial spaces), convolutions ``nn.Conv*d`` without bias followed by a channel layer
-    norm. Inputs are in jaxnas's layout (B, *input_shape).
+    spatial spaces), convolutions ``nn.Conv*d`` without bias followed by
+    ``nn.BatchNorm*d`` (or a channel layer norm). Inputs are in jaxnas's layout
+    (B, *input_shape).
     """
 
     def __init__(self, space: Space, arch: Arch, input_shape: tuple[int, ...],
@@ -321,7 +354,7 @@ class SeedModule(nn.Module):
         if layout.spatial:
             self.stem = nn.Sequential(
                 _conv_module(rank, layout.in_channels, width, config.stem_kernel, False),
-                _ChannelNorm(width), nn.ReLU())
+                _norm_module(config, rank, width), nn.ReLU())
         elif not layout.raw_input:
             self.stem = nn.Sequential(nn.Linear(layout.in_channels, width), nn.ReLU())
         self.cells = nn.ModuleList()
@@ -346,7 +379,7 @@ class SeedModule(nn.Module):
             return nn.Sequential(linear, act)
         layers = [nn.ReLU()] if spec.pre_relu else []
         layers += [_conv_module(layout.rank, plan.in_width, plan.out_width, spec.kernel, False),
-                   _ChannelNorm(plan.out_width), act]
+                   _norm_module(layout.config, layout.rank, plan.out_width), act]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -375,8 +408,8 @@ class SeedModule(nn.Module):
             taps = np.arange(size ** rank)
             assign["stem.0.weight"] = _torch_kernel(
                 flat["stem/kernel"], taps, size, rank, (layout.in_channels, layout.config.width))
-            assign["stem.1.weight"] = flat["stem/scale"]
-            assign["stem.1.bias"] = flat["stem/shift"]
+            assign.update(_norm_state("stem.1", {k.split("/", 1)[1]: v for k, v in flat.items()
+                                                 if k.startswith("stem/")}, width=None))
         elif not layout.raw_input:
             assign["stem.0.weight"] = flat["stem/kernel"][0].T
             assign["stem.0.bias"] = flat["stem/bias"]
@@ -408,12 +441,12 @@ class SeedModule(nn.Module):
                 taps = tap_mask(spec.kernel, layout.max_kernel, rank).nonzero()[0]
                 assign[f"{name}.{offset}.weight"] = _torch_kernel(source["kernel"], taps,
                                                                   spec.kernel, rank, fan)
-                assign[f"{name}.{offset + 1}.weight"] = source["scale"][:fan[1]]
-                assign[f"{name}.{offset + 1}.bias"] = source["shift"][:fan[1]]
+                assign.update(_norm_state(f"{name}.{offset + 1}", source, fan[1]))
         width = self.plans[-1][-1].out_width
         assign["head.weight"] = flat["head/kernel"][:width].T
         assign["head.bias"] = flat["head/bias"]
-        own = dict(self.named_parameters())
+        own = {name: value for name, value in self.state_dict(keep_vars=True).items()
+               if not name.endswith("num_batches_tracked")}
         if sorted(assign) != sorted(own):
             raise ValueError(f"parameters do not match: {sorted(assign)} vs {sorted(own)}")
         with torch.no_grad():
@@ -422,6 +455,15 @@ class SeedModule(nn.Module):
                     raise ValueError(f"{name}: shape {value.shape} for {tuple(own[name].shape)}")
                 own[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
         return self
+
+
+def _norm_state(prefix: str, source: dict[str, np.ndarray], width: int | None
+                ) -> dict[str, np.ndarray]:
+    """A norm module's state dict entries from one jaxnas norm's leaves (the first
+    ``width`` channels): weight and bias, and batch norm's running statistics."""
+    names = {"scale": "weight", "shift": "bias", "mean": "running_mean", "var": "running_var"}
+    return {f"{prefix}.{names[key]}": value[:width] for key, value in source.items()
+            if key in names}
 
 
 def _padded_sum(values: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -510,6 +552,7 @@ def train_seed_style(space: Space, archs: Arch, data, *, steps: int, batch_size:
             opt.zero_grad()
             loss.backward()
             opt.step()
+        module.eval()
         with torch.no_grad():
             logits = module(x_val)
             results.append({

@@ -102,7 +102,7 @@ def _search(args: argparse.Namespace) -> None:
         raise UsageError("give either --out (a new run) or --resume (an existing run)")
     options = {key: getattr(args, key) for key in (
         "population", "generations", "budget_minutes", "steps", "batch_size", "optimizer",
-        "width", "cells", "objective", "final_steps") if getattr(args, key) is not None}
+        "width", "cells", "norm", "objective", "final_steps") if getattr(args, key) is not None}
     if args.lr is not None:
         options["learning_rate"] = args.lr
     given = options or args.space or args.strategy or args.dataset or args.seed is not None
@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
     run.add_argument("--width", type=_positive_int, help="cell width (channels or units)")
     run.add_argument("--cells", type=_positive_int, help="cells stacked in the model (default 1)")
+    run.add_argument("--norm", choices=("batch", "layer"),
+                     help="normalisation of conv ops (default batch, NAS-Bench-101/201's)")
     run.add_argument("--final-steps", type=_positive_int,
                      help="training steps when retraining the best on train+val")
     run.add_argument("--seed", type=int, help="the run's seed (default 0)")

@@ -76,6 +76,7 @@ class SearchConfig:
       optimizer: "adam", "adamw" or "sgd".
       width: cell width of the model.
       cells: cells stacked in the model's macro skeleton.
+      norm: "batch" or "layer", the normalisation of conv ops (``ModelConfig.norm``).
       seed: the run's seed; the same seed on the same machine gives the same log.
       objective: "loss", or "loss+params" / "loss+flops" for two objectives
         (validation loss and log10 of the parameter count or FLOPs).
@@ -95,6 +96,7 @@ class SearchConfig:
     optimizer: str = "adam"
     width: int = 32
     cells: int = 1
+    norm: str = "batch"
     seed: int = 0
     objective: str = "loss"
     final_steps: int = 1000
@@ -125,12 +127,14 @@ class SearchConfig:
             raise SearchError(f"--lr must be a positive number; got {self.learning_rate}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise SearchError(f"unknown optimizer {self.optimizer!r}; choose adam, adamw or sgd")
+        if self.norm not in ("batch", "layer"):
+            raise SearchError(f"unknown norm {self.norm!r}; choose batch or layer")
         if self.seed < 0:
             raise SearchError(f"--seed must be non-negative; got {self.seed}")
 
     @property
     def model(self) -> ModelConfig:
-        return ModelConfig(width=self.width, num_cells=self.cells)
+        return ModelConfig(width=self.width, num_cells=self.cells, norm=self.norm)
 
     @property
     def num_objectives(self) -> int:
@@ -732,7 +736,7 @@ def _write_outputs(run: _Run, outcome: SearchResult, params) -> None:
     _atomic_write(best_dir / "params.msgpack", serialization.to_bytes(params))
     model = {"space": run.space.name, "input_shape": list(run.data.input_shape),
              "num_classes": run.data.num_classes, "width": run.config.width,
-             "cells": run.config.cells,
+             "cells": run.config.cells, "norm": run.config.norm,
              "mean": None if run.data.mean is None else run.data.mean.tolist(),
              "std": None if run.data.std is None else run.data.std.tolist()}
     _atomic_write(best_dir / "model.json", json.dumps(model).encode())
@@ -831,8 +835,10 @@ class Predictor:
                               self.space.op_names)
         self.input_shape = tuple(meta["input_shape"])
         self.num_classes = int(meta["num_classes"])
+        # Runs written before batch norm existed used the layer norm.
         self.model_config = ModelConfig(width=int(meta["width"]),
-                                        num_cells=int(meta.get("cells", 1)))
+                                        num_cells=int(meta.get("cells", 1)),
+                                        norm=meta.get("norm", "layer"))
         self.model = make_model(self.space, self.input_shape, self.num_classes,
                                 self.model_config)
         template = self.model.init(jax.random.key(0))

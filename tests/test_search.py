@@ -85,19 +85,7 @@ def test_same_seed_gives_the_same_log(finished_run, tmp_path):
 def test_sigkill_then_resume_loses_nothing_and_ends_the_same(finished_run, tmp_path):
     reference, _ = finished_run
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jaxnas.cli", "search", *TINY, "--out", str(out), "--quiet"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    log = out / "log.jsonl"
-    while time.time() < deadline and process.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the search ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    _kill_after(TINY, out, 4)
     finished_before_kill = len(read_log(out))
     assert 4 <= finished_before_kill < 12
     assert not (out / "result.json").exists()
@@ -107,6 +95,52 @@ def test_sigkill_then_resume_loses_nothing_and_ends_the_same(finished_run, tmp_p
     expected = json.loads((reference / "result.json").read_text())
     assert resumed["best"] == expected["best"]
     assert resumed["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+
+
+def _kill_after(args, out: Path, records: int) -> None:
+    """Starts ``jaxnas search ARGS --out OUT`` and SIGKILLs it once the log holds
+    ``records`` lines."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jaxnas.cli", "search", *args, "--out", str(out), "--quiet"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    log = out / "log.jsonl"
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= records:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the search ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_path):
+    """Successive halving continues survivors (with their batch-norm statistics) at the
+    next rung; a run killed in between and resumed logs exactly what an uninterrupted
+    run logs, and its export is a PyTorch state dict with the running statistics."""
+    # Population 2, budget 12: rungs of 6 archs at 5 steps and their best 2 at 16 steps,
+    # then a new bracket; killed after the first rung, resumed before the second.
+    args = ["--space", "nasbench201", "--strategy", "halving", "--population", "2",
+            "--budget-evals", "12", "--steps", "16", "--final-steps", "8", "--width", "4",
+            "--batch-size", "32", "--seed", "1"]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    _cli("search", *args, "--out", str(reference), "--quiet")
+    rungs = {line["steps"] for line in _log_without_time(reference)}
+    assert len(rungs) > 1, "survivors must be continued at a higher fidelity"
+    _kill_after(args, killed, 6)
+    _cli("search", "--resume", str(killed), "--quiet")
+    assert _log_without_time(killed) == _log_without_time(reference)
+    predictor = jaxnas.load(reference)
+    assert predictor.model_config.norm == "batch"
+    stem = predictor.params["stem"]
+    assert not np.allclose(stem["mean"], 0) and not np.allclose(stem["var"], 1)
+    torch = pytest.importorskip("torch", reason="the torch export needs the benchmarks extra")
+    target = tmp_path / "best.pt"
+    _cli("export", str(reference), "--torch", str(target))
+    state = torch.load(target)
+    np.testing.assert_allclose(state["stem.1.running_mean"].numpy(), stem["mean"], rtol=1e-6)
+    np.testing.assert_allclose(state["stem.1.running_var"].numpy(), stem["var"], rtol=1e-6)
 
 
 def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path):

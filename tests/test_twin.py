@@ -1,9 +1,12 @@
 """jaxnas's padded interpreter against its PyTorch twins (benchmarks/twin.py).
 
 For random architectures of every built-in space on digits- and mnist1d-shaped
-inputs: equal logits for the same weights and minibatch, and equal losses over
-20 SGD steps on the same minibatches, between jaxnas, ``TorchPadded`` and the
-seed-style ``SeedModule``; ``SeedModule``'s parameter count is ``num_params``.
+inputs, between jaxnas, ``TorchPadded`` and the seed-style ``SeedModule`` (PyTorch's
+own ``nn.BatchNorm*d``): equal evaluation-mode logits for the same weights and
+running statistics (1e-5), equal training losses over 20 SGD steps on the same
+minibatches (1e-4) and equal running statistics after them (1e-5), with batch norm
+(the conv spaces' default) and with layer norm; ``SeedModule``'s parameter count is
+``num_params``.
 """
 
 import functools
@@ -20,7 +23,7 @@ import optax  # noqa: E402
 import jaxnas.spaces  # noqa: E402
 from benchmarks import twin  # noqa: E402
 from jaxnas.arch._encoding import unstack  # noqa: E402
-from jaxnas.nn import ModelConfig, make_model  # noqa: E402
+from jaxnas.nn import ModelConfig, make_model, with_stats  # noqa: E402
 
 SHAPES = {"digits": (8, 8, 1), "mnist1d": (40, 1)}
 NUM_CLASSES = 5
@@ -51,6 +54,8 @@ def _random_params(model, rng):
 
     def draw(path, s):
         name = jax.tree_util.keystr(path)
+        if "var" in name:  # a running variance is positive
+            return rng.uniform(0.5, 2.0, size=(POPULATION,) + s.shape).astype(np.float32)
         scale = 0.5
         if "kernel" in name:  # (..., taps, in, out) or (in, out)
             scale = 1 / np.sqrt(s.shape[-2] * (s.shape[-3] if len(s.shape) > 2 else 1))
@@ -60,28 +65,30 @@ def _random_params(model, rng):
 
 
 def _jax_run(model, params, population, x, y, indices):
-    """One compiled program: the logits on the first minibatch, the losses of STEPS SGD
-    steps (vmapped over the population) and the useful parameter counts."""
+    """One compiled program: the evaluation-mode logits on the first minibatch, the
+    training losses of STEPS SGD steps (vmapped over the population), the parameters
+    after them (with their running statistics) and the useful parameter counts."""
 
     def loss_fn(p, arch, xb, yb):
-        logits = model.apply(p, arch, xb)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean(), logits
+        logits, stats = model.apply_train(p, arch, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean(), stats
 
     opt = optax.sgd(LR)
 
     @jax.jit
     def run(params, population, x, y, indices):
+        first = jax.vmap(model.apply, (0, 0, None))(params, population, x[indices[0]])
+
         def step(carry, batch):
             params, state = carry
-            (loss, logits), grads = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True),
-                                             (0, 0, None, None))(
+            (loss, stats), grads = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True),
+                                            (0, 0, None, None))(
                 params, population, x[batch], y[batch])
             updates, state = jax.vmap(opt.update)(grads, state)
-            return (optax.apply_updates(params, updates), state), (loss, logits)
+            return (with_stats(optax.apply_updates(params, updates), stats), state), loss
 
-        _, (losses, logits) = jax.lax.scan(step, (params, jax.vmap(opt.init)(params)), indices)
-        # The first step's logits come from the initial params.
-        return logits[0], losses, model.num_params(population)
+        (params, _), losses = jax.lax.scan(step, (params, jax.vmap(opt.init)(params)), indices)
+        return first, losses, params, model.num_params(population)
 
     return run(params, population, x, y, indices)
 
@@ -98,15 +105,24 @@ def _torch_losses(module, forward, x, y, indices):
     return np.array(losses)
 
 
-@pytest.mark.parametrize("shape_name", SHAPES)
-@pytest.mark.parametrize("space_name", jaxnas.spaces.names())
-def test_jax_and_torch_agree(space_name, shape_name):
+def _stat_names(module):
+    return {name: buffer for name, buffer in module.named_buffers()
+            if not name.endswith("num_batches_tracked")}
+
+
+CASES = [(space, shape, "batch") for space in jaxnas.spaces.names() for shape in SHAPES]
+# Layer norm: the conv spaces once each (the dense spaces have no norm).
+CASES += [(space, "digits", "layer") for space in ("nasbench101", "nasbench201", "conv")]
+
+
+@pytest.mark.parametrize(("space_name", "shape_name", "norm"), CASES)
+def test_jax_and_torch_agree(space_name, shape_name, norm):
     shape = SHAPES[shape_name]
     space, population = _population(space_name)
     # Two cells test the cell stacking; every space stacks cells the same way, so the
     # cheap dense cells on digits-shaped data cover it and the rest compile one cell.
     stacked = space_name in ("mlp", "dag") and shape_name == "digits"
-    config = ModelConfig(width=6, num_cells=2 if stacked else 1)
+    config = ModelConfig(width=6, num_cells=2 if stacked else 1, norm=norm)
     model = make_model(space, shape, NUM_CLASSES, config)
     rng = np.random.default_rng(2)
     x = rng.normal(size=(32,) + shape).astype(np.float32)
@@ -114,7 +130,7 @@ def test_jax_and_torch_agree(space_name, shape_name):
     indices = twin.minibatch_indices(len(x), STEPS, BATCH, seed=3)
 
     params = _random_params(model, rng)
-    logits, losses, num_params = jax.tree_util.tree_map(
+    logits, losses, trained, num_params = jax.tree_util.tree_map(
         np.asarray, _jax_run(model, params, population, x, y, indices))
     x_t, y_t = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
     for i, arch in enumerate(unstack(population)):
@@ -125,15 +141,33 @@ def test_jax_and_torch_agree(space_name, shape_name):
         # float32 parity to 1e-5 of the logits' scale: summation order differs between
         # XLA and torch, and random init can give logits in the hundreds.
         atol = 1e-5 * max(1.0, float(np.abs(logits[i]).max()))
+        padded.eval()
+        seed.eval()
         with torch.no_grad():
             first = x_t[indices[0]]
             np.testing.assert_allclose(padded(arch, first).numpy(), logits[i], rtol=1e-5,
                                        atol=atol)
             np.testing.assert_allclose(seed(first).numpy(), logits[i], rtol=1e-5, atol=atol)
+        padded.train()
+        seed.train()
         for module, forward in ((padded, lambda xb, m=padded, a=arch: m(a, xb)),
                                 (seed, seed)):
             np.testing.assert_allclose(_torch_losses(module, forward, x_t, y_t, indices),
                                        losses[:, i], rtol=1e-4, atol=1e-4)
+        # The running statistics after training: TorchPadded holds jaxnas's layout, the
+        # seed-style module PyTorch's (exported from the trained jaxnas params).
+        own_trained = jax.tree_util.tree_map(lambda a, i=i: a[i], trained)
+        expected = twin.TorchPadded(space, shape, NUM_CLASSES, config, params=own_trained)
+        for name, value in _stat_names(expected).items():
+            np.testing.assert_allclose(_stat_names(padded)[name].numpy(), value.numpy(),
+                                       rtol=1e-5, atol=1e-5)
+        exported = twin.SeedModule(space, arch, shape, NUM_CLASSES, config).load_jax_params(
+            own_trained)
+        assert set(_stat_names(exported)) == set(_stat_names(seed))
+        assert bool(_stat_names(seed)) == (norm == "batch" and model.layout.spatial)
+        for name, value in _stat_names(exported).items():
+            np.testing.assert_allclose(_stat_names(seed)[name].numpy(), value.numpy(),
+                                       rtol=1e-5, atol=1e-5)
 
 
 def test_export_state_dict_runs_in_a_fresh_module():

@@ -56,11 +56,13 @@ class Table:
             self.test_err = 1.0 - column("test_acc")[index]
 
     def model_config(self):
-        """The networks the table trained (tables before --stem-kernel used 3)."""
+        """The networks the table trained (tables before --stem-kernel used 3, before
+        --norm the layer norm)."""
         from jaxnas.nn import ModelConfig
 
         return ModelConfig(width=self.meta["width"], num_cells=self.meta["cells"],
-                           stem_kernel=self.meta.get("stem_kernel", 3))
+                           stem_kernel=self.meta.get("stem_kernel", 3),
+                           norm=self.meta.get("norm", "layer"))
 
 
 def cell_index(archs):

@@ -41,7 +41,8 @@ def _settings(args) -> dict:
     return {"dataset": "mnist1d", "space": "nasbench201", "steps": args.steps,
             "low_steps": args.low_steps,
             "batch_size": args.batch_size, "learning_rate": args.lr, "width": args.width,
-            "cells": args.cells, "stem_kernel": args.stem_kernel, "schedule": "cosine",
+            "cells": args.cells, "stem_kernel": args.stem_kernel, "norm": args.norm,
+            "schedule": "cosine",
             "optimizer": "adam",
             "buckets": args.buckets, "seed": args.seed, "sample": args.sample}
 
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stem-kernel", type=int, default=39,
                         help="kernel of the stem convolution: a wide stem gives the 1-cell "
                              "network a receptive field across MNIST-1D's 40 positions")
+    parser.add_argument("--norm", choices=("batch", "layer"), default="batch",
+                        help="normalisation of the conv ops (ModelConfig.norm)")
     parser.add_argument("--buckets", type=int, default=None,
                         help="TrainConfig.buckets (default: the trainer's choice)")
     parser.add_argument("--chunk", type=int, default=256, help="cells per training call")
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                              learning_rate=args.lr, schedule="cosine",
                              schedule_steps=args.steps, buckets=args.buckets,
                              model=ModelConfig(width=args.width, num_cells=args.cells,
-                                               stem_kernel=args.stem_kernel))
+                                               stem_kernel=args.stem_kernel, norm=args.norm))
     config = dataclasses.replace(config_low, steps=args.steps - args.low_steps)
     model = make_model(space, dataset.input_shape, dataset.num_classes, config.model)
     root = jax.random.key(args.seed)

@@ -80,11 +80,12 @@ def test_nasbench201_population_finite(digits, batch):
     _check(out)
     for name in proxies.PROXIES:
         assert np.isfinite(np.asarray(out[name])).all(), name
-    # node_values mirrors apply exactly (its codes feed naswot)
+    # node_values mirrors apply_train exactly (its codes feed naswot; batch statistics)
     params = model.init(jax.random.key(5))
     one = jax.tree_util.tree_map(lambda a: a[0], archs)
     _, logits = proxies.node_values(model, params, one, x)
-    np.testing.assert_allclose(logits, model.apply(params, one, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, model.apply_train(params, one, x)[0], rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_duplicates_same_key_same_score(mlp):

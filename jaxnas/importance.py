@@ -106,7 +106,8 @@ def loo_error(x: np.ndarray, y: np.ndarray, alpha: float) -> float:
     u, s, _ = np.linalg.svd(xc, full_matrices=False)
     shrink = s**2 / (s**2 + alpha)
     fitted = u @ (shrink * (u.T @ yc))
-    leverage = 1.0 / len(y) + (u**2 * shrink).sum(1)
+    # Below 1 so that a point the fit interpolates gives a large, finite error.
+    leverage = np.minimum(1.0 / len(y) + (u**2 * shrink).sum(1), 1.0 - 1e-6)
     return float(np.mean(((yc - fitted) / (1.0 - leverage)) ** 2))
 
 

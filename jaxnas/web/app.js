@@ -38,7 +38,7 @@ function ticks(lo, hi, count, log) {
 
 // An SVG plot frame: axes with ticks; returns the svg parts and the two scales.
 function frame(w, h, xs, ys, opts) {
-  const m = { l: 52, r: 12, t: 10, b: 36 };
+  const m = { l: 52, r: 12, t: 26, b: 36 };
   const finite = (v) => v !== null && Number.isFinite(v);
   const xv = xs.filter(finite), yv = ys.filter(finite);
   let [x0, x1] = [Math.min(...xv), Math.max(...xv)];
@@ -107,7 +107,7 @@ function drawCurve(rows) {
   steps.push(`${f.sx(rows.length)},${f.sy(best)}`);
   f.parts.push(`<polyline id="best-so-far" fill="none" stroke="#e15759" stroke-width="2" points="${
     steps.join(" ")}"/>`);
-  f.parts.push(`<text x="${w - 14}" y="22" text-anchor="end"><tspan fill="#e15759">best so far` +
+  f.parts.push(`<text x="${w - 14}" y="12" text-anchor="end"><tspan fill="#e15759">best so far` +
     `</tspan> · <tspan fill="#4e79a7">generation median</tspan> · dots: evaluations by generation</text>`);
   $("curve").innerHTML = svg(w, h, f.parts);
 }
@@ -144,7 +144,7 @@ function drawPareto(rows) {
   });
   f.parts.push(`<polyline id="pareto-front" fill="none" stroke="#e15759" stroke-width="1.5" points="${
     points.join(" ")}"/>`);
-  f.parts.push(`<text x="${w - 14}" y="${h - 44}" text-anchor="end" fill="#e15759">Pareto front (${
+  f.parts.push(`<text x="${w - 14}" y="12" text-anchor="end" fill="#e15759">Pareto front (${
     front.length})</text>`);
   $("pareto").innerHTML = svg(w, h, f.parts);
 }

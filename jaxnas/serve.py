@@ -139,6 +139,7 @@ class RunReader:
         for index, record in enumerate(records):
             fitness = Record(**record).fitness(objective)
             nodes = [n for n in record["arch"]["nodes"][1:-1] if n != "pad"]
+            edges = len(record["arch"]["edges"])
             rows.append({"index": index, "hash": record["hash"],
                          "generation": record["generation"],
                          "fitness": _finite(sum(w * f for w, f in zip(weights, fitness,
@@ -147,8 +148,8 @@ class RunReader:
                          "val_acc": _finite(record["val_acc"]), "params": record["params"],
                          "flops": record["flops"], "steps": record["steps"],
                          "seconds": record["seconds"],
-                         "summary": f"{len(nodes)} nodes, {len(record['arch']['edges'])} "
-                                    f"edges: {', '.join(nodes)}"})
+                         "summary": f"{len(nodes)} node{'s' * (len(nodes) != 1)}, {edges} "
+                                    f"edge{'s' * (edges != 1)}: {', '.join(nodes)}"})
         result = self._result()
         importance = None
         if space is not None:

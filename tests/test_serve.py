@@ -260,9 +260,9 @@ class Browser:
         return self.evaluate("[...document.querySelectorAll('#evaluations tbody tr')].map("
                              "tr => [tr.dataset.hash, ...[...tr.cells].map(c => c.textContent)])")
 
-    def screenshot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png",
-                                                    captureBeyondViewport=True)["data"]))
+    def screenshot(self, path: Path, whole_page: bool = True) -> None:
+        path.write_bytes(base64.b64decode(self.send(
+            "Page.captureScreenshot", format="png", captureBeyondViewport=whole_page)["data"]))
 
     def close(self):
         self.session = None

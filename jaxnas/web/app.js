@@ -38,11 +38,12 @@ function ticks(lo, hi, count, log) {
 
 // An SVG plot frame: axes with ticks; returns the svg parts and the two scales.
 function frame(w, h, xs, ys, opts) {
+  // opts: xlabel, ylabel, xlog, yrange ([lo, hi] instead of the data's extremes).
   const m = { l: 52, r: 12, t: 26, b: 36 };
   const finite = (v) => v !== null && Number.isFinite(v);
   const xv = xs.filter(finite), yv = ys.filter(finite);
   let [x0, x1] = [Math.min(...xv), Math.max(...xv)];
-  let [y0, y1] = [Math.min(...yv), Math.max(...yv)];
+  let [y0, y1] = opts.yrange || [Math.min(...yv), Math.max(...yv)];
   if (x0 === x1) { x0 = opts.xlog ? x0 / 2 : x0 - 1; x1 = opts.xlog ? x1 * 2 : x1 + 1; }
   if (y0 === y1) { y0 -= 0.05; y1 += 0.05; }
   const pad = (y1 - y0) * 0.05;
@@ -65,6 +66,32 @@ function frame(w, h, xs, ys, opts) {
   return { parts, sx, sy };
 }
 
+// The extremes of values, but a few outliers on the bad side (above for losses, below
+// for accuracies) do not stretch the axis: it stops at 2x the spread of the best 90%.
+function robustRange(values, badIsHigh) {
+  const sorted = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
+  const lo = sorted[0], hi = sorted[sorted.length - 1];
+  if (badIsHigh) {
+    const q = sorted[Math.floor(0.9 * (sorted.length - 1))];
+    return [lo, Math.min(hi, q + (q - lo))];
+  }
+  const q = sorted[Math.ceil(0.1 * (sorted.length - 1))];
+  return [Math.max(lo, q - (hi - q)), hi];
+}
+
+// A point, or a hollow triangle at the edge for a value beyond the axis.
+function point(f, r, x, y, range, fill, radius) {
+  const title = `<title>${r.hash.slice(0, 12)}: ${y.toFixed(4)}</title>`;
+  const clipped = Math.min(Math.max(y, range[0]), range[1]);
+  if (clipped === y) {
+    return `<circle class="point" data-hash="${r.hash}" cx="${f.sx(x)}" cy="${f.sy(y)}" r="${
+      radius}" fill="${fill}" opacity="0.75">${title}</circle>`;
+  }
+  const tip = f.sy(clipped), dir = y > clipped ? -1 : 1, cx = f.sx(x);
+  return `<polygon class="point" data-hash="${r.hash}" points="${cx},${tip} ${cx - 4},${
+    tip - 7 * dir} ${cx + 4},${tip - 7 * dir}" fill="none" stroke="${fill}">${title}</polygon>`;
+}
+
 const svg = (w, h, parts) =>
   `<svg viewBox="0 0 ${w} ${h}" xmlns="http://www.w3.org/2000/svg">${parts.join("")}</svg>`;
 
@@ -76,13 +103,13 @@ function drawCurve(rows) {
   const w = 640, h = 300;
   const done = rows.filter((r) => r.fitness !== null);
   if (!done.length) { $("curve").innerHTML = '<p class="muted">no evaluations yet</p>'; return; }
+  const range = robustRange(done.map((r) => r.fitness), true);
   const f = frame(w, h, rows.map((r) => r.index + 1), done.map((r) => r.fitness),
-    { xlabel: "evaluation", ylabel: "fitness (lower is better)" });
+    { xlabel: "evaluation", ylabel: "fitness (lower is better)", yrange: range });
   const last = Math.max(...rows.map((r) => r.generation));
   for (const r of done) {
-    f.parts.push(`<circle class="point" data-hash="${r.hash}" cx="${f.sx(r.index + 1)}" cy="${
-      f.sy(r.fitness)}" r="3" fill="${generationColour(r.generation, last)}" opacity="0.75">` +
-      `<title>${r.hash.slice(0, 12)} gen ${r.generation}: ${r.fitness.toFixed(4)}</title></circle>`);
+    f.parts.push(point(f, r, r.index + 1, r.fitness, range,
+      generationColour(r.generation, last), 3));
   }
   const byGeneration = new Map();
   for (const r of done) {
@@ -126,16 +153,16 @@ function drawPareto(rows) {
   const w = 640, h = 300, cost = view.cost;
   const done = rows.filter((r) => r.val_acc !== null && r[cost] > 0);
   if (!done.length) { $("pareto").innerHTML = '<p class="muted">no evaluations yet</p>'; return; }
+  const range = robustRange(done.map((r) => r.val_acc), false);
   const f = frame(w, h, done.map((r) => r[cost]), done.map((r) => r.val_acc),
     { xlog: true, xlabel: cost === "params" ? "parameters" : "FLOPs per example",
-      ylabel: "validation accuracy" });
+      ylabel: "validation accuracy", yrange: range });
   const front = paretoFront(done, cost);
   const onFront = new Set(front.map((r) => r.hash));
   for (const r of done) {
-    f.parts.push(`<circle class="point" data-hash="${r.hash}" cx="${f.sx(r[cost])}" cy="${
-      f.sy(r.val_acc)}" r="${onFront.has(r.hash) ? 4 : 3}" fill="${
-      onFront.has(r.hash) ? "#e15759" : "#4e79a7"}" opacity="0.7"><title>${r.hash.slice(0, 12)}: ${
-      short(r[cost])}, accuracy ${r.val_acc.toFixed(4)}</title></circle>`);
+    const good = onFront.has(r.hash);
+    f.parts.push(point(f, r, r[cost], r.val_acc, range, good ? "#e15759" : "#4e79a7",
+      good ? 4 : 3));
   }
   const points = [];
   front.forEach((r, i) => {

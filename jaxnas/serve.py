@@ -56,32 +56,28 @@ class RunReader:
         self._cached_key: tuple | None = None
         self._cached: dict = {}
 
-    def config(self) -> dict | None:
-        """The search's settings: result.json's, else the checkpoint's, else None."""
-        result = self._result()
+    def _checkpoint(self) -> dict:
+        """The checkpoint's fields (empty when it is missing or being replaced)."""
+        path = self.directory / _CHECKPOINT
+        if not path.is_file():
+            return {}
+        from flax import serialization
+
+        try:
+            return serialization.msgpack_restore(path.read_bytes())
+        except Exception:  # damaged or half-read: the page shows the log alone
+            return {}
+
+    def config(self, result: dict | None = None, checkpoint: dict | None = None) -> dict | None:
+        """The search's settings: result.json's, else the checkpoint's, else None.
+
+        ``result`` and ``checkpoint`` are those files' contents when already read.
+        """
+        result = self._result() if result is None else result
         if result is not None:
             return result["config"]
-        path = self.directory / _CHECKPOINT
-        if not path.is_file():
-            return None
-        from flax import serialization
-
-        try:
-            return json.loads(serialization.msgpack_restore(path.read_bytes())["config"])
-        except Exception:  # a checkpoint being replaced or damaged: show the log alone
-            return None
-
-    def _checkpoint_progress(self) -> dict:
-        path = self.directory / _CHECKPOINT
-        if not path.is_file():
-            return {}
-        from flax import serialization
-
-        try:
-            payload = serialization.msgpack_restore(path.read_bytes())
-        except Exception:  # as in config()
-            return {}
-        return {"generation": int(payload["generation"]), "elapsed_s": float(payload["elapsed"])}
+        checkpoint = self._checkpoint() if checkpoint is None else checkpoint
+        return json.loads(checkpoint["config"]) if "config" in checkpoint else None
 
     def _result(self) -> dict | None:
         path = self.directory / "result.json"
@@ -130,7 +126,9 @@ class RunReader:
             return {**self._cached, "status": status}
 
     def _build(self) -> dict:
-        config = self.config()
+        checkpoint = self._checkpoint()
+        result = self._result()
+        config = self.config(result, checkpoint)
         space = self.space(config)
         records = self.records()
         objective = config["objective"] if config else "loss"
@@ -150,15 +148,15 @@ class RunReader:
                          "seconds": record["seconds"],
                          "summary": f"{len(nodes)} node{'s' * (len(nodes) != 1)}, {edges} "
                                     f"edge{'s' * (edges != 1)}: {', '.join(nodes)}"})
-        result = self._result()
         importance = None
         if space is not None:
             importance = run_importance(records, space.op_names,
                                         edge_labelled=space.edge_labelled)
-        progress = {"evaluations": len(records), "generation": None, "elapsed_s": None,
+        progress = {"evaluations": len(records),
+                    "generation": int(checkpoint["generation"]) if checkpoint else None,
+                    "elapsed_s": float(checkpoint["elapsed"]) if checkpoint else None,
                     "budget_evals": config["budget_evals"] if config else None,
-                    "budget_minutes": config["budget_minutes"] if config else None,
-                    **self._checkpoint_progress()}
+                    "budget_minutes": config["budget_minutes"] if config else None}
         return {"directory": str(self.directory), "config": config, "progress": progress,
                 "evaluations": rows, "importance": importance,
                 "result": None if result is None else {

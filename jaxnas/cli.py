@@ -109,10 +109,13 @@ def _search(args: argparse.Namespace) -> None:
     if args.resume is not None and (given or args.budget_evals is not None):
         raise UsageError("--resume continues a run with its own settings; give no other options")
     server = None
+    if args.port is not None and not args.serve:
+        raise UsageError("--port is the port of --serve; give --serve too")
     if args.serve:
         if args.out is None and args.resume is None:
             raise UsageError("--serve needs a run directory: give --out or --resume")
-        server = _start_server(Path(args.out or args.resume), "127.0.0.1", args.port)
+        server = _start_server(Path(args.out or args.resume), "127.0.0.1",
+                               8765 if args.port is None else args.port)
         print(f"watch the search at {_url(server)}", file=sys.stderr, flush=True)
     progress = _Progress(args.quiet)
     try:
@@ -136,6 +139,8 @@ def _bind(directory: Path, host: str, port: int):
     """The run page's server for ``directory``, bound but not serving yet."""
     from jaxnas.serve import make_server
 
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535; got {port}")
     try:
         return make_server(directory, host, port)
     except OSError as error:
@@ -339,8 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--serve", action="store_true",
                      help="serve the run's live page on 127.0.0.1 while the search runs")
-    run.add_argument("--port", type=int, default=8765,
-                     help="port of --serve (default 8765; 0: any free)")
+    run.add_argument("--port", type=int, help="port of --serve (default 8765; 0: any free)")
     run.add_argument("--compile-cache", metavar="DIR|off",
                      help="JAX's persistent compilation cache (default: $JAXNAS_COMPILE_CACHE, "
                      "else ~/.cache/jaxnas/xla); 'off' turns it off")

@@ -188,9 +188,15 @@ def test_serve_on_a_port_in_use_says_so(watched_run):
     assert done.stderr.count("\n") == 1 and "cannot serve on 127.0.0.1:" in done.stderr
 
 
-def test_search_serve_needs_a_run_directory():
-    done = _cli("search", "--serve", "--budget-evals", "4")
-    assert done.returncode == 2 and "--serve needs a run directory" in done.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--serve"], "--serve needs a run directory"),
+    (["--port", "9000"], "--port is the port of --serve"),
+    (["--serve", "--port", "70000", "--out", "never"], "--port must be between 0 and 65535"),
+])
+def test_search_serve_options_are_checked_before_searching(tmp_path, args, message):
+    done = _cli("search", *args, "--budget-evals", "4", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert message in done.stderr and not (tmp_path / "never").exists()
 
 
 class Browser:
@@ -204,7 +210,8 @@ class Browser:
         write_end = fcntl.fcntl(from_browser, fcntl.F_DUPFD, 10)
         for fd in (to_browser, from_browser):
             os.close(fd)
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--remote-debugging-pipe",
                  "--window-size=1400,2000", "--hide-scrollbars", f"--user-data-dir={profile}",
                  "about:blank"]
         self.process = subprocess.Popen(

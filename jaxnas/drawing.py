@@ -23,7 +23,7 @@ from jaxnas.arch import INPUT, OUTPUT, PAD, Arch, live_mask
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac")
 END_COLOUR = "#e8e8e8"
-_BOX_W, _BOX_H, _COL_GAP, _ROW_GAP, _MARGIN, _LEGEND_ROW = 128, 30, 44, 16, 12, 18
+_BOX_W, _BOX_H, _COL_GAP, _ROW_GAP, _MARGIN, _LEGEND_ROW, _LANE_GAP = 128, 30, 44, 16, 12, 18, 7
 
 
 def op_colour(op: int) -> str:
@@ -46,10 +46,22 @@ class Node:
     live: bool
 
 
+Point = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Edge:
+    source: int  # Arch indices
+    target: int
+    live: bool
+    start: Point
+    curves: tuple[tuple[Point, Point, Point], ...]  # cubic Bezier (control, control, end)
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     nodes: tuple[Node, ...]
-    edges: tuple[tuple[int, int, bool], ...]  # (from node, to node, live), Arch indices
+    edges: tuple[Edge, ...]
     legend: tuple[tuple[int, str], ...]  # (op id, name) of the ops drawn
     width: float
     height: float
@@ -73,6 +85,12 @@ def layout(arch: Arch, op_names: Sequence[str]) -> Layout:
         columns.setdefault(int(depth[i]), []).append(i)
     tallest = max(len(column) for column in columns.values())
     graph_h = tallest * _BOX_H + (tallest - 1) * _ROW_GAP
+    # Edges that skip a column run in lanes above the boxes, the longest highest, so
+    # that no edge passes behind a box.
+    long = sorted(((int(depth[j] - depth[i]), int(i), int(j)) for i, j in np.argwhere(adj)
+                   if depth[j] - depth[i] > 1), reverse=True)
+    lane_of = {(i, j): _MARGIN + k * _LANE_GAP for k, (_, i, j) in enumerate(long)}
+    top = _MARGIN + len(long) * _LANE_GAP + (_LANE_GAP if long else 0)
     nodes = []
     for d, column in sorted(columns.items()):
         column_h = len(column) * _BOX_H + (len(column) - 1) * _ROW_GAP
@@ -81,28 +99,43 @@ def layout(arch: Arch, op_names: Sequence[str]) -> Layout:
                      else op_names[ops[i]])
             nodes.append(Node(index=i, op=int(ops[i]), label=label,
                               x=_MARGIN + d * (_BOX_W + _COL_GAP),
-                              y=_MARGIN + (graph_h - column_h) / 2 + row * (_BOX_H + _ROW_GAP),
+                              y=top + (graph_h - column_h) / 2 + row * (_BOX_H + _ROW_GAP),
                               live=bool(live[i])))
-    edges = tuple((int(i), int(j), bool(live[i] and live[j])) for i, j in np.argwhere(adj))
+    by_index = {node.index: node for node in nodes}
+    edges = tuple(_route(by_index[int(i)], by_index[int(j)], bool(live[i] and live[j]),
+                         lane_of.get((int(i), int(j))))
+                  for i, j in np.argwhere(adj))
     used = sorted({node.op for node in nodes if node.op >= 0})
     legend = tuple((op, op_names[op]) for op in used)
     width = 2 * _MARGIN + (max(columns) + 1) * _BOX_W + max(columns) * _COL_GAP
-    height = 2 * _MARGIN + graph_h + _ROW_GAP + len(legend) * _LEGEND_ROW
+    height = top + _MARGIN + graph_h + _ROW_GAP + len(legend) * _LEGEND_ROW
     return Layout(nodes=tuple(nodes), edges=edges, legend=legend, width=width, height=height)
 
 
-def _edge_path(start: Node, end: Node) -> tuple[str, tuple[float, float], tuple[float, float]]:
-    """An SVG cubic path from the right of one box to the left of another, and the
-    last control point and the end point (for the arrow head)."""
-    x0, y0 = start.x + _BOX_W, start.y + _BOX_H / 2
-    x1, y1 = end.x, end.y + _BOX_H / 2
-    bend = max((x1 - x0) / 2, 20)
-    control = (x1 - bend, y1)
-    return (f"M{x0:.1f},{y0:.1f} C{x0 + bend:.1f},{y0:.1f} {control[0]:.1f},{y1:.1f} "
-            f"{x1:.1f},{y1:.1f}", control, (x1, y1))
+def _route(source: Node, target: Node, live: bool, lane: float | None) -> Edge:
+    """From the right of one box to the left of another: one S-curve to the next
+    column, or up to ``lane``, along it, and down again."""
+    x0, y0 = source.x + _BOX_W, source.y + _BOX_H / 2
+    x1, y1 = target.x, target.y + _BOX_H / 2
+    if lane is None:
+        bend = (x1 - x0) / 2
+        curves = (((x0 + bend, y0), (x1 - bend, y1), (x1, y1)),)
+    else:
+        half = _COL_GAP / 2
+        curves = (((x0 + half, y0), (x0, lane), (x0 + half, lane)),
+                  ((x0 + half, lane), (x1 - half, lane), (x1 - half, lane)),
+                  ((x1, lane), (x1 - half, y1), (x1, y1)))
+    return Edge(source=source.index, target=target.index, live=live, start=(x0, y0),
+                curves=curves)
 
 
-def _arrow_head(control: tuple[float, float], tip: tuple[float, float]) -> str:
+def _svg_path(edge: Edge) -> str:
+    points = " ".join(f"C{a[0]:.1f},{a[1]:.1f} {b[0]:.1f},{b[1]:.1f} {c[0]:.1f},{c[1]:.1f}"
+                      for a, b, c in edge.curves)
+    return f"M{edge.start[0]:.1f},{edge.start[1]:.1f} {points}"
+
+
+def _arrow_head(control: Point, tip: Point) -> str:
     direction = np.subtract(tip, control)
     direction = direction / max(np.linalg.norm(direction), 1e-9)
     normal = np.array([-direction[1], direction[0]])
@@ -120,18 +153,18 @@ def arch_svg(arch: Arch, op_names: Sequence[str], title: str | None = None) -> s
       title: an optional tooltip for the whole drawing.
     """
     plan = layout(arch, op_names)
-    by_index = {node.index: node for node in plan.nodes}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="arch" '
              f'width="{plan.width:.0f}" height="{plan.height:.0f}" '
              f'viewBox="0 0 {plan.width:.0f} {plan.height:.0f}" font-family="sans-serif" '
              f'font-size="11">']
     if title:
         parts.append(f"<title>{escape(title)}</title>")
-    for i, j, live in plan.edges:
-        path, control, tip = _edge_path(by_index[i], by_index[j])
-        stroke = "#555555" if live else "#bbbbbb"
-        dash = "" if live else ' stroke-dasharray="4 3"'
-        parts.append(f'<path d="{path}" fill="none" stroke="{stroke}" stroke-width="1.3"{dash}/>'
+    for edge in plan.edges:
+        stroke = "#555555" if edge.live else "#bbbbbb"
+        dash = "" if edge.live else ' stroke-dasharray="4 3"'
+        _, control, tip = edge.curves[-1]
+        parts.append(f'<path d="{_svg_path(edge)}" fill="none" stroke="{stroke}" '
+                     f'stroke-width="1.3"{dash}/>'
                      f'<polygon points="{_arrow_head(control, tip)}" fill="{stroke}"/>')
     for node in plan.nodes:
         fill = op_colour(node.op)
@@ -159,21 +192,22 @@ def arch_png(arch: Arch, op_names: Sequence[str], dpi: int = 100) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+    from matplotlib.path import Path
 
     plan = layout(arch, op_names)
-    by_index = {node.index: node for node in plan.nodes}
     figure = Figure(figsize=(plan.width / 100, plan.height / 100), dpi=dpi)
     FigureCanvasAgg(figure)
     axes = figure.add_axes((0, 0, 1, 1))
     axes.set_xlim(0, plan.width)
     axes.set_ylim(plan.height, 0)
     axes.axis("off")
-    for i, j, live in plan.edges:
-        start, end = by_index[i], by_index[j]
+    for edge in plan.edges:
+        points = [edge.start, *(point for curve in edge.curves for point in curve)]
+        codes = [Path.MOVETO] + [Path.CURVE4] * (len(points) - 1)
         axes.add_patch(FancyArrowPatch(
-            (start.x + _BOX_W, start.y + _BOX_H / 2), (end.x, end.y + _BOX_H / 2),
-            arrowstyle="-|>", mutation_scale=9, lw=1.0, shrinkA=0, shrinkB=0,
-            color="#555555" if live else "#bbbbbb", linestyle="-" if live else "--"))
+            path=Path(points, codes), arrowstyle="-|>", mutation_scale=9, lw=1.0,
+            color="#555555" if edge.live else "#bbbbbb",
+            linestyle="-" if edge.live else "--"))
     for node in plan.nodes:
         fill = op_colour(node.op)
         axes.add_patch(FancyBboxPatch(
@@ -193,5 +227,5 @@ def arch_png(arch: Arch, op_names: Sequence[str], dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["END_COLOUR", "PALETTE", "Layout", "Node", "arch_png", "arch_svg", "layout",
+__all__ = ["END_COLOUR", "PALETTE", "Edge", "Layout", "Node", "arch_png", "arch_svg", "layout",
            "op_colour"]

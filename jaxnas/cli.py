@@ -108,6 +108,15 @@ def _search(args: argparse.Namespace) -> None:
     given = options or args.space or args.strategy or args.dataset or args.seed is not None
     if args.resume is not None and (given or args.budget_evals is not None):
         raise UsageError("--resume continues a run with its own settings; give no other options")
+    server = None
+    if args.port is not None and not args.serve:
+        raise UsageError("--port is the port of --serve; give --serve too")
+    if args.serve:
+        if args.out is None and args.resume is None:
+            raise UsageError("--serve needs a run directory: give --out or --resume")
+        server = _start_server(Path(args.out or args.resume), "127.0.0.1",
+                               8765 if args.port is None else args.port)
+        print(f"watch the search at {_url(server)}", file=sys.stderr, flush=True)
     progress = _Progress(args.quiet)
     try:
         result = search(
@@ -120,7 +129,55 @@ def _search(args: argparse.Namespace) -> None:
         raise UsageError(str(error)) from None
     finally:
         progress.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     print(result.summary())
+
+
+def _bind(directory: Path, host: str, port: int):
+    """The run page's server for ``directory``, bound but not serving yet."""
+    from jaxnas.serve import make_server
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535; got {port}")
+    try:
+        return make_server(directory, host, port)
+    except OSError as error:
+        raise UsageError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
+
+
+def _start_server(directory: Path, host: str, port: int):
+    """Binds the run page's server and serves it from a daemon thread."""
+    import threading
+
+    server = _bind(directory, host, port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _url(server) -> str:
+    from jaxnas.serve import url_of
+
+    return url_of(server)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from jaxnas.serve import RunDirectoryError, check_run_directory
+
+    directory = Path(args.dir)
+    try:
+        check_run_directory(directory)
+    except RunDirectoryError as error:
+        raise UsageError(str(error)) from None
+    server = _bind(directory, args.host, args.port)
+    print(f"serving {directory} at {_url(server)} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -132,7 +189,8 @@ def _report(args: argparse.Namespace) -> None:
         raise UsageError(str(error)) from None
     if not records:
         raise UsageError(f"{args.dir} has no evaluations yet")
-    ranked = sorted(records, key=lambda r: (r.val_loss, r.hash))[:args.top]
+    order = sorted(records, key=lambda r: (r.val_loss, r.hash))
+    ranked = order[:args.top]
     print(f"{'rank':>4}  {'hash':12}  {'val_loss':>8}  {'val_acc':>7}  {'params':>9}  "
           f"{'FLOPs':>11}  {'steps':>5}  architecture")
     for rank, r in enumerate(ranked, 1):
@@ -146,6 +204,62 @@ def _report(args: argparse.Namespace) -> None:
         print(f"retrained best: test accuracy {summary['test_accuracy']:.4f}")
     for path in write_plots(Path(args.dir), records):
         print(f"plot: {path}")
+    if args.draw:
+        _draw_top(Path(args.dir), order[:args.draw])
+    if args.importance:
+        _print_importance(Path(args.dir), records, args.top)
+
+
+def _run_space(directory: Path):
+    from jaxnas.serve import RunReader
+
+    config = RunReader(directory).config()
+    if config is None:
+        raise UsageError(f"{directory} names no search space (no result.json and no readable "
+                         "checkpoint)")
+    return spaces.get(config["space"])
+
+
+def _draw_top(directory: Path, ranked: list) -> None:
+    """Writes DIR/drawings/rankR-HASH.svg and .png for the given records, best first."""
+    from jaxnas.drawing import arch_png, arch_svg
+
+    space = _run_space(directory)
+    drawings = directory / "drawings"
+    drawings.mkdir(exist_ok=True)
+    for rank, record in enumerate(ranked, 1):
+        arch = from_json(record.arch, space.op_names)
+        stem = drawings / f"rank{rank}-{record.hash[:12]}"
+        stem.with_suffix(".svg").write_text(
+            arch_svg(arch, space.op_names, title=f"rank {rank}: {record.hash}"))
+        stem.with_suffix(".png").write_bytes(arch_png(arch, space.op_names))
+        print(f"drawing: {stem}.svg (and .png)")
+
+
+def _print_importance(directory: Path, records: list, top: int) -> None:
+    """The importance table: per kind, the ``top`` features with the lowest effect."""
+    import dataclasses
+
+    from jaxnas.importance import KINDS, MIN_EVALUATIONS, run_importance
+
+    space = _run_space(directory)
+    importance = run_importance([dataclasses.asdict(r) for r in records], space.op_names,
+                                edge_labelled=space.edge_labelled)
+    if importance is None:
+        raise UsageError(f"importance needs at least {MIN_EVALUATIONS} evaluations with a "
+                         f"finite loss; {directory} has {len(records)}")
+    print(f"\nimportance: ridge regressions of validation loss on {importance['evaluations']} "
+          "evaluations; effect = change in validation loss per node (or edge) with the "
+          "feature, negative is good; 90% bootstrap interval; share = evaluations with it")
+    print(f"{'kind':8}  {'feature':44}  {'effect':>8}  {'90% interval':>20}  {'share':>5}")
+    for kind in KINDS:
+        features = [f for f in importance["features"] if f["kind"] == kind]
+        for f in features[:top]:
+            interval = f"[{f['low']:.4f}, {f['high']:.4f}]"
+            print(f"{kind:8}  {f['name'][:44]:44}  {f['effect']:8.4f}  {interval:>20}  "
+                  f"{f['frequency']:5.0%}")
+    fits = ", ".join(f"{kind} {fit['r2']:.2f}" for kind, fit in importance["groups"].items())
+    print(f"leave-one-out R^2 of each model (near 0 or below: the effects are noise): {fits}")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -230,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="new run directory for the log, checkpoint, plots and model")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--serve", action="store_true",
+                     help="serve the run's live page on 127.0.0.1 while the search runs")
+    run.add_argument("--port", type=int, help="port of --serve (default 8765; 0: any free)")
     run.add_argument("--compile-cache", metavar="DIR|off",
                      help="JAX's persistent compilation cache (default: $JAXNAS_COMPILE_CACHE, "
                      "else ~/.cache/jaxnas/xla); 'off' turns it off")
@@ -237,8 +354,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="top architectures of a run, and its plots")
     report.add_argument("dir")
-    report.add_argument("--top", type=_positive_int, default=10)
+    report.add_argument("--top", type=_positive_int, default=10,
+                        help="rows of the table (and per kind of the importance table)")
+    report.add_argument("--importance", action="store_true",
+                        help="which ops, positions and edges go with a low validation loss")
+    report.add_argument("--draw", type=_positive_int, metavar="K",
+                        help="draw the top K architectures into DIR/drawings (SVG and PNG)")
     report.set_defaults(run=_report)
+
+    serve = commands.add_parser(
+        "serve", help="a live web page of a run (progress, curves, table, drawings, importance)")
+    serve.add_argument("dir", help="run directory (finished or still running)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    serve.set_defaults(run=_serve)
 
     export = commands.add_parser("export", help="export the best model of a run")
     export.add_argument("dir")

@@ -35,6 +35,8 @@ from jaxnas import data as data_lib
 from jaxnas import spaces as spaces_lib
 from jaxnas import strategies as strategies_lib
 from jaxnas.arch import Arch, describe, stack, to_json, unstack
+from jaxnas.drawing import arch_png, arch_svg
+from jaxnas.importance import run_importance
 from jaxnas.nn import ModelConfig, make_model
 from jaxnas.train import TrainConfig, evaluate, put_data, train_population
 
@@ -740,6 +742,9 @@ def _write_outputs(run: _Run, outcome: SearchResult, params) -> None:
              "mean": None if run.data.mean is None else run.data.mean.tolist(),
              "std": None if run.data.std is None else run.data.std.tolist()}
     _atomic_write(best_dir / "model.json", json.dumps(model).encode())
+    _atomic_write(best_dir / "arch.svg", arch_svg(outcome.best_arch, run.space.op_names,
+                                                  title=outcome.best.hash).encode())
+    _atomic_write(best_dir / "arch.png", arch_png(outcome.best_arch, run.space.op_names))
     devices = jax.devices()
     from jaxnas import __version__
 
@@ -755,6 +760,8 @@ def _write_outputs(run: _Run, outcome: SearchResult, params) -> None:
                    "count": len(devices)},
         "wall_seconds": round(outcome.wall_seconds, 3), "generations": outcome.generations,
         "unique_evaluations": len(outcome.history),
+        "importance": run_importance([dataclasses.asdict(r) for r in outcome.history],
+                                     run.space.op_names, edge_labelled=run.space.edge_labelled),
     }
     _atomic_write(out / "result.json", json.dumps(result, indent=1).encode())
     write_plots(out, outcome.history)

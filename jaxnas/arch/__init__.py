@@ -16,7 +16,7 @@ from jaxnas.arch._encoding import (
     unstack,
     validate,
 )
-from jaxnas.arch._graph import canonical_hash, is_isomorphic, prune_numpy
+from jaxnas.arch._graph import canonical_hash, is_isomorphic, live_mask, prune_numpy
 from jaxnas.arch._json import describe, from_json, population_from_json, population_to_json, to_json
 from jaxnas.arch._nasbench101 import (
     NB101_OPS,
@@ -37,7 +37,7 @@ from jaxnas.arch._nasbench201 import (
 __all__ = [
     "INPUT", "OUTPUT", "PAD", "Arch", "ArchError", "is_valid", "live_nodes", "make",
     "num_edges", "prune", "reaches_output", "stack", "unstack", "validate",
-    "canonical_hash", "is_isomorphic", "prune_numpy",
+    "canonical_hash", "is_isomorphic", "live_mask", "prune_numpy",
     "describe", "from_json", "population_from_json", "population_to_json", "to_json",
     "NB101_OPS", "nb101_from_arch", "nb101_hash", "nb101_prune", "nb101_to_arch",
     "NB201_ADJ", "NB201_EDGES", "NB201_OPS", "nb201_from_str", "nb201_to_str", "nb201_unique_str",

@@ -12,7 +12,7 @@ from jaxnas.spaces._base import Space
 from jaxnas.spaces._chain import ChainSpace, chain_arch
 from jaxnas.spaces._dag import DagSpace, NasBench101Space
 from jaxnas.spaces._nasbench201 import NasBench201Space
-from jaxnas.spaces._nasbench_graph import NasBenchGraphSpace
+from jaxnas.spaces._nasbench_graph import NasBenchGraphSpace, nasbench_graph_arch
 
 NB101_OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 DENSE_CELL_OPS = ("dense-relu", "dense-tanh", "skip", "zero")
@@ -84,6 +84,6 @@ def get(name: str, **config) -> Space:
 __all__ = [
     "ChainSpace", "DagSpace", "NasBench101Space", "NasBench201Space", "NasBenchGraphSpace",
     "Space", "chain_arch", "conv", "dag", "get", "mlp", "nasbench101", "nasbench201",
-    "nasbench_graph", "names",
+    "nasbench_graph", "nasbench_graph_arch", "names",
     "NB101_OPS", "DENSE_CELL_OPS", "CONV_CELL_OPS",
 ]

@@ -24,8 +24,8 @@ from jaxnas.spaces._base import Space, differs, until_valid
 _OPS = slice(1, 5)
 
 
-def _arch(link: jax.Array, inner_ops: jax.Array) -> Arch:
-    """The 6-node DAG of 4 parents and 4 op ids (jittable)."""
+def nasbench_graph_arch(link: jax.Array, inner_ops: jax.Array) -> Arch:
+    """The 6-node DAG of 4 parents (link[i] <= i) and 4 op ids (jittable)."""
     node = jnp.arange(6)
     parent = jnp.concatenate([jnp.array([-1]), link, jnp.array([-1])])
     adj = node[:, None] == parent[None, :]
@@ -78,7 +78,7 @@ class NasBenchGraphSpace(Space):
         def propose(key):
             k_link, k_ops = jax.random.split(key)
             link = jax.random.randint(k_link, (4,), 0, jnp.arange(1, 5))
-            return _arch(link, jax.random.randint(k_ops, (4,), 0, self.num_ops))
+            return nasbench_graph_arch(link, jax.random.randint(k_ops, (4,), 0, self.num_ops))
 
         first = propose(jax.random.fold_in(key, 1))
         return until_valid(key, propose, self._allowed, first, 64)
@@ -95,8 +95,8 @@ class NasBenchGraphSpace(Space):
                                                                   self.num_ops))
             new_link = link.at[node].set((link[node] + shift) % (node + 1))
             new_ops = inner.at[node].set((inner[node] + shift) % self.num_ops)
-            return _arch(jnp.where(change_link, new_link, link),
-                         jnp.where(change_link, inner, new_ops))
+            return nasbench_graph_arch(jnp.where(change_link, new_link, link),
+                                       jnp.where(change_link, inner, new_ops))
 
         def accept(candidate):
             return differs(candidate, arch) & self._allowed(candidate)
@@ -114,14 +114,15 @@ class NasBenchGraphSpace(Space):
             for parent in range(node + 1):
                 if parent != link[node]:
                     results.append((link[:node] + (parent,) + link[node + 1:], ops))
-        return enc.stack([nbg_to_arch(*pair) for pair in results if self._host_allowed(pair[1])])
+        return enc.stack([nbg_to_arch(link, ops) for link, ops in results
+                          if self._host_allowed(ops)])
 
     def enumerate(self) -> Arch:
         """Every encoding (all-skip excluded), the link pattern varying slowest."""
         pairs = [(link, ops) for link in NBG_ALL_LINKS
                  for ops in itertools.product(range(self.num_ops), repeat=4)
                  if self._host_allowed(ops)]
-        adj = np.stack([np.asarray(nbg_to_arch(link, ops).adj) for link, ops in pairs])
+        adj = np.stack([nbg_to_arch(link, ops).adj for link, ops in pairs])
         ops = np.array([[INPUT, *ops, OUTPUT] for _, ops in pairs], np.int32)
         return Arch(adj=adj, ops=ops)
 
@@ -145,7 +146,7 @@ class NasBenchGraphSpace(Space):
             raise enc.ArchError("the all-skip architecture is not part of NAS-Bench-Graph")
 
     def is_valid(self, arch: Arch) -> jax.Array:
-        rebuilt = _arch(_link(arch), arch.ops[_OPS])
+        rebuilt = nasbench_graph_arch(_link(arch), arch.ops[_OPS])
         return (super().is_valid(arch) & ~differs(rebuilt, arch) & self._allowed(arch))
 
     def canonical_hash(self, arch: Arch) -> str:

@@ -30,7 +30,11 @@ def nasbench201() -> Space:
 
 
 def nasbench_graph(ops: Sequence[str] = NBG_OPS) -> Space:
-    """NAS-Bench-Graph: 4 GNN op nodes, each reading the input or an earlier op node."""
+    """NAS-Bench-Graph: 4 GNN op nodes, each reading the input or an earlier op node.
+
+    Searched by table lookup (``jaxnas.tables``); it is not in the registry of
+    trainable spaces because jaxnas has no GNN ops.
+    """
     return NasBenchGraphSpace(op_names=tuple(ops))
 
 
@@ -62,7 +66,6 @@ def conv(ops: Sequence[str] = CONV_CELL_OPS, max_nodes: int = 6, max_edges: int 
 _REGISTRY: dict[str, Callable[..., Space]] = {
     "nasbench101": nasbench101,
     "nasbench201": nasbench201,
-    "nasbench_graph": nasbench_graph,
     "mlp": mlp,
     "dag": dag,
     "conv": conv,

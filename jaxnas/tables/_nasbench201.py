@@ -81,16 +81,21 @@ def _nats_load(path: Path):
         raise TableError(f"{path}: not a NATS-Bench pickle.pbz2 file ({error})") from None
 
 
-def _nats_metric(arch_results: dict, dataset: str, eval_name: str, epochs: int | None = None):
-    """Per-epoch accuracy (E,) of ``eval_name`` averaged over seeds, params, flops, latency."""
+def _nats_trials(arch_results: dict, dataset: str) -> list[dict]:
     seeds = arch_results["dataset_seed"][dataset]
-    trials = [arch_results["all_results"][(dataset, seed)] for seed in seeds]
-    epochs = trials[0]["epochs"] if epochs is None else epochs
-    curves = [[float(t["eval_acc1es"][f"{eval_name}@{e}"]) for e in range(epochs)]
-              for t in trials]
-    latency = [float(np.mean(t["latency"])) for t in trials if t["latency"]]
-    return (np.mean(curves, 0), float(trials[0]["params"]), float(trials[0]["flop"]),
-            float(np.mean(latency)) if latency else np.nan)
+    return [arch_results["all_results"][(dataset, seed)] for seed in seeds]
+
+
+def _nats_accuracy(trials: list[dict], eval_name: str, epochs) -> np.ndarray:
+    """Accuracy of ``eval_name`` after each of ``epochs`` (0-based), averaged over seeds."""
+    return np.mean([[float(t["eval_acc1es"][f"{eval_name}@{e}"]) for e in epochs]
+                    for t in trials], axis=0)
+
+
+def _nats_epochs(trials: list[dict], eval_name: str) -> set[int]:
+    """The 0-based epochs after which every trial evaluated ``eval_name``."""
+    return set.intersection(*({int(key.split("@")[1]) for key in t["eval_acc1es"]
+                               if key.split("@")[0] == eval_name} for t in trials))
 
 
 def nats_topology(path: str | Path, dataset: str = "cifar10-valid", hp: str = "200") -> Table:
@@ -102,8 +107,8 @@ def nats_topology(path: str | Path, dataset: str = "cifar10-valid", hp: str = "2
     on cifar10-valid, ``x-test`` on cifar100 and ImageNet16-120, and for
     ``cifar10`` the test accuracy of the net trained on train+valid while the
     validation comes from cifar10-valid (NAS-Bench-201's protocol). Fidelities
-    are the epochs 1..E of the ``hp`` schedule ("12" or "200"); accuracies
-    are averaged over the seeds.
+    are the epochs of the ``hp`` schedule ("12" or "200") after which every
+    cell has a validation accuracy; accuracies are averaged over the seeds.
     """
     if dataset not in NATS_DATASETS:
         raise TableError(f"unknown NATS-Bench dataset {dataset!r}; choose one of "
@@ -123,23 +128,30 @@ def nats_topology(path: str | Path, dataset: str = "cifar10-valid", hp: str = "2
             continue
         results = _nats_load(file)
         try:
-            record = results[hp]
-            curve, p, f, lat = _nats_metric(record, val_source, "x-valid")
-            test_curve = _nats_metric(record, dataset, test_name)[0]
+            val_trials = _nats_trials(results[hp], val_source)
+            test_trials = _nats_trials(results[hp], dataset)
+            epochs = sorted(_nats_epochs(val_trials, "x-valid"))
+            curves.append(dict(zip(epochs, _nats_accuracy(val_trials, "x-valid", epochs),
+                                   strict=True)))
+            test.append(_nats_accuracy(test_trials, test_name, [epochs[-1]])[0])
+            latency.append(np.mean([np.mean(t["latency"]) for t in test_trials
+                                    if t["latency"]] or [np.nan]))
         except (KeyError, TypeError, IndexError) as error:
             raise TableError(f"{file}: no {dataset} results for hp {hp} ({error!r})") from None
         keys.append(cell_index(nb201_from_str(arch_str).ops[1:7]))
-        curves.append(curve)
-        test.append(test_curve[-1])
-        params.append(p), flops.append(f), latency.append(lat)
+        params.append(float(test_trials[0]["params"]))
+        flops.append(float(test_trials[0]["flop"]))
     if not keys:
         raise TableError(f"{root}: no per-cell NNNNNN.pickle.pbz2 files")
-    curves = np.stack(curves, 1) / 100.0
+    # Fidelities: the epochs with a validation accuracy for every cell (all 200 on
+    # cifar10-valid; the last one only on cifar100 and ImageNet16-120).
+    epochs = sorted(set.intersection(*(set(curve) for curve in curves)))
+    curves = np.array([[curve[e] for curve in curves] for e in epochs]) / 100.0
     all_cells = np.arange(len(NB201_OPS) ** 6)
     return build(f"nats-tss-{dataset}", _space(), np.array(keys), all_cells,
                  val_acc=curves[-1], test_acc=np.array(test) / 100.0,
                  costs={"params": params, "flops": flops, "latency": latency},
-                 fidelities=range(1, len(curves) + 1), val_acc_at=curves,
+                 fidelities=[e + 1 for e in epochs], val_acc_at=curves,
                  meta={"source": str(root), "dataset": dataset, "hp": hp,
                        "keys": "NAS-Bench-201 enumeration index", "fidelity": "epochs"})
 

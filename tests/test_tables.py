@@ -96,6 +96,21 @@ def test_equivalent_graph_archs_share_a_key_and_all_skip_is_excluded():
     assert len(np.unique(np.asarray(space.encoding_index(encodings)))) == len(encodings.ops)
 
 
+def test_the_package_readmes_same_architecture_example_is_two_architectures():
+    package = pytest.importorskip("nas_bench_graph")
+    gcn, gin, fc, cheb = (NBG_OPS.index(name) for name in ("gcn", "gin", "fc", "cheb"))
+    # The README calls these the same; fc reads gin in the first and cheb in the
+    # second, so they differ, for the package as for nbg_key.
+    first, second = ((0, 1, 2, 1), (gcn, gin, fc, cheb)), ((0, 1, 1, 2), (gcn, cheb, gin, fc))
+    names = lambda ops: [NBG_OPS[o] for o in ops]
+    package_keys = [package.Arch(list(link), names(ops)).valid_hash() for link, ops in
+                    (first, second)]
+    assert package_keys == [nbg_key(*first), nbg_key(*second)]
+    assert package_keys[0] != package_keys[1]
+    # Listing the first one's nodes in another order does give its key.
+    assert nbg_key((0, 1, 1, 3), (gcn, cheb, gin, fc)) == nbg_key(*first)
+
+
 @pytest.mark.parametrize("dataset", ["cora", "proteins"])
 def test_nbgraph_lookups_match_the_package_for_random_archs(dataset):
     package = pytest.importorskip("nas_bench_graph")

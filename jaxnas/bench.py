@@ -142,11 +142,10 @@ def bench(table: Table, names: list[str], *, seeds: int, budget: int, batch_size
         if name in SKIPPED:
             skipped[name] = SKIPPED[name]
             continue
-        strategy = strategies.get(name, table.space, batch_size=batch_size, **configs[name])
-        steps = generations(configs[name], strategy.info.multi_fidelity, table, budget,
-                            batch_size)
-        entry = {"jittable": strategy.info.jittable, "generations": steps,
-                 "config": configs[name]}
+        config = configs.get(name, {})
+        strategy = strategies.get(name, table.space, batch_size=batch_size, **config)
+        steps = generations(config, strategy.info.multi_fidelity, table, budget, batch_size)
+        entry = {"jittable": strategy.info.jittable, "generations": steps, "config": config}
         if strategy.info.jittable:
             start = time.perf_counter()
             run = _fused_rows(strategy, table, steps).lower(keys).compile()

@@ -177,6 +177,8 @@ def _bench(args: argparse.Namespace) -> None:
     import platform
     import time
 
+    import jax
+
     from jaxnas import bench, strategies, tables
 
     names = strategies.names() if args.strategy == "all" else args.strategy.split(",")
@@ -206,8 +208,7 @@ def _bench(args: argparse.Namespace) -> None:
                          batch_size=args.batch, loop_seeds=args.loop_seeds,
                          host_seeds=args.host_seeds, seed=args.seed, progress=progress)
     machine = (f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} "
-               f"CPU cores, jax {__import__('jax').__version__} on "
-               f"{__import__('jax').default_backend()}")
+               f"CPU cores, jax {jax.__version__} on {jax.default_backend()}")
     report.update(command="jaxnas " + " ".join(args.argv), machine=machine,
                   total_s=time.perf_counter() - start)
     out = Path(args.out or f"bench_{table.name}")

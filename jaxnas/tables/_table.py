@@ -68,8 +68,8 @@ class Table:
         """-validation accuracy (minimised); +inf for archs the table lacks.
 
         With ``steps`` and a table with fidelities, the validation accuracy after
-        the largest fidelity <= steps (the lowest fidelity below it); without
-        fidelities the final value whatever ``steps``.
+        the largest fidelity <= steps (the lowest fidelity when steps is below
+        them all); without fidelities the final value whatever ``steps``.
         """
         rows = self.rows(archs)
         safe = jnp.maximum(rows, 0)

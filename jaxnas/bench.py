@@ -155,11 +155,12 @@ def bench(table: Table, names: list[str], *, seeds: int, budget: int, batch_size
             entry["fused_s"] = time.perf_counter() - start
             entry["seeds"] = seeds
             if loop_seeds:
-                _loop_rows(strategy, table, steps, keys[:1])  # compiles ask and tell
+                _loop_rows(strategy, table, steps, keys[:1])  # compiles init, ask and tell
+                timed = keys[:loop_seeds]
                 start = time.perf_counter()
-                _loop_rows(strategy, table, steps, keys[:loop_seeds])
-                per_seed = (time.perf_counter() - start) / loop_seeds
-                entry.update(loop_seeds=loop_seeds, loop_s_per_seed=per_seed,
+                _loop_rows(strategy, table, steps, timed)
+                per_seed = (time.perf_counter() - start) / len(timed)
+                entry.update(loop_seeds=len(timed), loop_s_per_seed=per_seed,
                              loop_s_scaled=per_seed * seeds,
                              speedup=per_seed * seeds / entry["fused_s"])
         else:
@@ -218,7 +219,9 @@ def markdown(report: dict, command: str, machine: str) -> str:
             loop = (f"{entry['loop_s_scaled']:.1f} ({entry['loop_s_per_seed'] * 1e3:.0f} ms "
                     f"x {entry['seeds']}, timed on {entry['loop_seeds']})"
                     if "loop_s_scaled" in entry else "-")
-            speed = f"{entry['speedup']:.0f}x" if "speedup" in entry else "-"
+            speed = "-" if "speedup" not in entry else (
+                f"{entry['speedup']:.0f}x" if entry["speedup"] >= 10 else
+                f"{entry['speedup']:.1f}x")
             lines.append(f"| {name} | fused, vmapped | {entry['seeds']} | {entry['fused_s']:.2f} "
                          f"| {entry['compile_s']:.2f} | {loop} | {speed} |")
         else:

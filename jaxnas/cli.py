@@ -181,6 +181,8 @@ def _bench(args: argparse.Namespace) -> None:
 
     from jaxnas import bench, strategies, tables
 
+    if args.loop_seeds < 0:
+        raise UsageError(f"--loop-seeds must be 0 or more; got {args.loop_seeds}")
     names = strategies.names() if args.strategy == "all" else args.strategy.split(",")
     unknown = [name for name in names if name not in strategies.names()]
     if unknown:
@@ -212,14 +214,17 @@ def _bench(args: argparse.Namespace) -> None:
     report.update(command="jaxnas " + " ".join(args.argv), machine=machine,
                   total_s=time.perf_counter() - start)
     out = Path(args.out or f"bench_{table.name}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".json", json.dumps(report, indent=1)),
-                         (".md", bench.markdown(report, report["command"], machine))):
-        target = out.with_name(out.name + suffix)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(target)
-    plotted = bench.plot(report, out.with_name(out.name + ".png"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for suffix, text in ((".json", json.dumps(report, indent=1)),
+                             (".md", bench.markdown(report, report["command"], machine))):
+            target = out.with_name(out.name + suffix)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(text + "\n")
+            tmp.replace(target)
+        plotted = bench.plot(report, out.with_name(out.name + ".png"))
+    except OSError as error:
+        raise UsageError(f"cannot write the report to {out}: {error.strerror or error}") from None
     print(f"wrote {out}.json, {out}.md" + (", .png" if plotted else " (no matplotlib: no plot)"))
 
 

@@ -352,6 +352,7 @@ def test_cli_bench_writes_json_md_and_png(tmp_path, capsys):
     (["--table", "jaxnas", "--path", "/nonexistent.json"], "no such jaxnas table file"),
     (["--table", "nbgraph-cora", "--strategy", "foo"], "unknown strategy 'foo'"),
     (["--table", "nbgraph-cora", "--hp", "12"], "unexpected keyword argument 'hp'"),
+    (["--table", "jaxnas", "--loop-seeds", "-1"], "--loop-seeds must be 0 or more"),
 ])
 def test_cli_bench_bad_input_is_one_line_and_exit_2(args, message, capsys):
     assert main(["bench", *args]) == 2

@@ -23,10 +23,6 @@ ANALOG_EDGES = ((1, 0), (2, 0), (3, 0), (2, 1), (3, 1), (3, 2))
 NATS_DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
 
 
-def _space():
-    return spaces.nasbench201()
-
-
 def cell_index(edge_ops) -> int:
     """Enumeration index of a cell given its 6 op ids in NAS-Bench-201 string order."""
     index = 0
@@ -66,7 +62,7 @@ def nb201_analog(metric: str = "baseline_accuracy") -> Table:
         acc[analog_cell_index(analog_key)] = getattr(record, metric) / 100.0
     if np.isnan(acc).any():
         raise TableError(f"analog-nasbench lacks {int(np.isnan(acc).sum())} cells")
-    return build("nb201-analog", _space(), keys, keys, val_acc=acc, test_acc=acc,
+    return build("nb201-analog", spaces.nasbench201(), keys, keys, val_acc=acc, test_acc=acc,
                  meta={"source": "analog-nasbench", "dataset": "cifar10",
                        "metric": metric, "keys": "NAS-Bench-201 enumeration index",
                        "fidelity": "final values only",
@@ -148,7 +144,7 @@ def nats_topology(path: str | Path, dataset: str = "cifar10-valid", hp: str = "2
     epochs = sorted(set.intersection(*(set(curve) for curve in curves)))
     curves = np.array([[curve[e] for curve in curves] for e in epochs]) / 100.0
     all_cells = np.arange(len(NB201_OPS) ** 6)
-    return build(f"nats-tss-{dataset}", _space(), np.array(keys), all_cells,
+    return build(f"nats-tss-{dataset}", spaces.nasbench201(), np.array(keys), all_cells,
                  val_acc=curves[-1], test_acc=np.array(test) / 100.0,
                  costs={"params": params, "flops": flops, "latency": latency},
                  fidelities=[e + 1 for e in epochs], val_acc_at=curves,
@@ -179,7 +175,7 @@ def jaxnas_table(path: str | Path) -> Table:
                          "every cell (run benchmarks.tabulate to the end)")
     # One row per cell (by enumeration index), so equivalent cells share values.
     cells = np.arange(len(index))
-    return build(f"jaxnas-{meta['space']}-{meta['dataset']}", _space(), cells, cells,
+    return build(f"jaxnas-{meta['space']}-{meta['dataset']}", spaces.nasbench201(), cells, cells,
                  val_acc=val[index], test_acc=test[index],
                  costs={name: values[index] for name, values in costs.items()},
                  fidelities=steps, val_acc_at=np.stack([low[index], val[index]]),

@@ -21,6 +21,7 @@ EXTRA = "pip install 'jaxnas[tables]'"
 
 @functools.lru_cache(maxsize=2)
 def _key_of_encoding(space) -> np.ndarray:
+    """Memoised ``space.key_of_encoding()`` (a pure function of the space; 1-2 s)."""
     return space.key_of_encoding()
 
 

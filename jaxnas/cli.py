@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from jaxnas import spaces
+from jaxnas import spaces, strategies
 from jaxnas.arch import ArchError, describe, from_json
 from jaxnas.data import DataError
 
@@ -100,13 +100,10 @@ def _search(args: argparse.Namespace) -> None:
 
     if args.resume is not None and args.out is not None:
         raise UsageError("give either --out (a new run) or --resume (an existing run)")
-    options = {key: getattr(args, key) for key in (
-        "population", "generations", "budget_minutes", "steps", "batch_size", "optimizer",
-        "width", "cells", "norm", "objective", "final_steps") if getattr(args, key) is not None}
-    if args.lr is not None:
-        options["learning_rate"] = args.lr
-    given = options or args.space or args.strategy or args.dataset or args.seed is not None
-    if args.resume is not None and (given or args.budget_evals is not None):
+    settings = {name: getattr(args, name) for name in _config_fields()
+                if getattr(args, name) is not None}
+    options = _strategy_options(args.strategy_option or [])
+    if args.resume is not None and (settings or options):
         raise UsageError("--resume continues a run with its own settings; give no other options")
     server = None
     if args.port is not None and not args.serve:
@@ -117,14 +114,14 @@ def _search(args: argparse.Namespace) -> None:
         server = _start_server(Path(args.out or args.resume), "127.0.0.1",
                                8765 if args.port is None else args.port)
         print(f"watch the search at {_url(server)}", file=sys.stderr, flush=True)
+    for name, argument in (("dataset", "data"), ("budget_evals", "budget")):
+        if name in settings:
+            settings[argument] = settings.pop(name)
     progress = _Progress(args.quiet)
     try:
-        result = search(
-            space=args.space or "mlp", strategy=args.strategy or "evolution",
-            data=args.dataset or "digits",
-            budget=args.budget_evals if args.budget_evals is not None else 96,
-            seed=args.seed or 0, out=args.out or args.resume, resume=args.resume is not None,
-            progress=progress, compile_cache=args.compile_cache, **options)
+        result = search(out=args.out or args.resume, resume=args.resume is not None,
+                        progress=progress, compile_cache=args.compile_cache,
+                        strategy_options=options, **settings)
     except SearchError as error:
         raise UsageError(str(error)) from None
     finally:
@@ -133,6 +130,50 @@ def _search(args: argparse.Namespace) -> None:
             server.shutdown()
             server.server_close()
     print(result.summary())
+
+
+def _strategy_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs as a dict; values are read as JSON (numbers, true/false,
+    lists) where they parse, else kept as strings."""
+    options = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key:
+            raise UsageError(f"--strategy-option takes KEY=VALUE; got {pair!r}")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = {"True": True, "False": False}.get(text, text)
+    return options
+
+
+def _config_fields() -> dict:
+    """The ``SearchConfig`` fields that are options of ``jaxnas search``, by name."""
+    import dataclasses
+
+    from jaxnas.search import SearchConfig
+
+    return {field.name: field for field in dataclasses.fields(SearchConfig)
+            if field.name != "strategy_options"}
+
+
+def _add_config_options(run: argparse.ArgumentParser) -> None:
+    """An option per ``SearchConfig`` field, with its type, choices and help."""
+    import typing
+
+    from jaxnas.search import SearchConfig
+    from jaxnas.search.config import flag_of
+
+    hints = typing.get_type_hints(SearchConfig)
+    listed = {"space": spaces.names(), "strategy": strategies.names()}
+    for name, field in _config_fields().items():
+        kind = next(t for t in typing.get_args(hints[name]) or (hints[name],)
+                    if t is not type(None))
+        choices = field.metadata["choices"] or listed.get(name)
+        kind = _positive_int if field.metadata["minimum"] == 1 else kind
+        default = "" if field.default is None else f" (default {field.default})"
+        run.add_argument(flag_of(field), dest=name, type=kind, choices=choices,
+                         help=field.metadata["help"] + default)
 
 
 def _bind(directory: Path, host: str, port: int):
@@ -299,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxnas",
         description="Neural architecture search in JAX: whole populations trained as one program.",
     )
+    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                        help="import MODULE first (repeatable): a module of yours that "
+                        "registers spaces, strategies or datasets (jaxnas.spaces.register, "
+                        "jaxnas.strategies.register, jaxnas.data.register)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     space = commands.add_parser("space", help="inspect search spaces and architectures")
@@ -314,33 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file", help="architecture JSON file (e.g. RUN/best/arch.json)")
     show.set_defaults(run=_space_show)
 
-    from jaxnas.search import strategy_names
-
     run = commands.add_parser(
         "search", help="run a search (default: evolution over the mlp space on digits)",
         description="Search architectures, retrain the best on train+val and test it once.")
-    run.add_argument("--dataset", help="digits (default), mnist1d or PATH.npz with x, y "
-                     "(optionally x_test, y_test)")
-    run.add_argument("--space", choices=spaces.names(), help="search space (default mlp)")
-    run.add_argument("--strategy", choices=strategy_names(),
-                     help="search strategy (default evolution)")
-    run.add_argument("--population", type=_positive_int, help="architectures per generation")
-    run.add_argument("--generations", type=_positive_int, help="stop after this many generations")
-    run.add_argument("--budget-evals", type=_positive_int,
-                     help="stop after this many unique evaluations (default 96)")
-    run.add_argument("--budget-minutes", type=float, help="stop after this many minutes")
-    run.add_argument("--steps", type=_positive_int, help="training steps per candidate")
-    run.add_argument("--batch-size", type=_positive_int, help="training minibatch size")
-    run.add_argument("--lr", type=float, help="learning rate")
-    run.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
-    run.add_argument("--width", type=_positive_int, help="cell width (channels or units)")
-    run.add_argument("--cells", type=_positive_int, help="cells stacked in the model (default 1)")
-    run.add_argument("--norm", choices=("batch", "layer"),
-                     help="normalisation of conv ops (default batch, NAS-Bench-101/201's)")
-    run.add_argument("--final-steps", type=_positive_int,
-                     help="training steps when retraining the best on train+val")
-    run.add_argument("--seed", type=int, help="the run's seed (default 0)")
-    run.add_argument("--objective", choices=("loss", "loss+params", "loss+flops"))
+    _add_config_options(run)
+    run.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
+                     help="an option of the strategy's factory, e.g. tournament_size=3 "
+                     "(repeatable; values are read as JSON where they parse)")
     run.add_argument("--out", help="new run directory for the log, checkpoint, plots and model")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     run.add_argument("--quiet", action="store_true", help="no progress display")
@@ -378,7 +403,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_plugins(argv: list[str] | None) -> None:
+    """Imports the ``--import`` modules, which register spaces, strategies or datasets,
+    before the parser lists the registered names."""
+    import importlib
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--import", dest="imports", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    if known.imports and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as ``python -m``: modules of this directory
+    for module in known.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UsageError(f"--import {module}: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        _import_plugins(argv)
+    except UsageError as error:
+        print(f"jaxnas: error: {error}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -11,6 +11,8 @@ import numpy as np
 from jaxnas.nn._ops import OpSpec, parse_op, tap_mask
 from jaxnas.spaces import ChainSpace, Space
 
+NORMS = ("batch", "layer")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -56,8 +58,9 @@ class ModelConfig:
         if self.init not in ("auto", "torch", "he"):
             raise ValueError("ModelConfig.init must be 'auto', 'torch' or 'he'; got "
                              f"{self.init!r}")
-        if self.norm not in ("batch", "layer"):
-            raise ValueError(f"ModelConfig.norm must be 'batch' or 'layer'; got {self.norm!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"ModelConfig.norm must be one of {', '.join(NORMS)}; "
+                             f"got {self.norm!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,9 +62,7 @@ class DartsResult(NamedTuple):
 def darts(key: jax.Array, space: Space, data: Dataset,
           config: DartsConfig = DartsConfig()) -> DartsResult:  # noqa: B008 (frozen)
     """Runs first-order DARTS on ``data`` and returns the discretised architecture."""
-    if isinstance(space, ChainSpace):
-        raise ValueError(f"darts does not support the chain space {space.name!r}: its depth "
-                         "is not an op choice")
+    check_space(space)
     n, k = space.max_nodes, space.num_ops
     fixed = isinstance(space, NasBench201Space)
     model = make_model(space, data.input_shape, data.num_classes, config.model)
@@ -124,6 +122,13 @@ def darts(key: jax.Array, space: Space, data: Dataset,
     space.validate(arch)
     return DartsResult(arch=arch, op_weights=op_weights, edge_weights=edges,
                        val_loss=np.asarray(val_loss))
+
+
+def check_space(space: Space) -> None:
+    """Raises ValueError for a space DARTS cannot search (a chain: depth is no op choice)."""
+    if isinstance(space, ChainSpace):
+        raise ValueError(f"darts does not support the chain space {space.name!r}: its depth "
+                         "is not an op choice")
 
 
 def discretise(space: Space, edges: np.ndarray, op_weights: np.ndarray,

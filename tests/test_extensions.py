@@ -1,0 +1,73 @@
+"""A space, a strategy and a dataset of the user's run through jaxnas.search and the CLI,
+and strategy options from Python and the command line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import extension_plugin
+import pytest
+
+import jaxnas
+from jaxnas.search import SearchError, read_log
+
+HERE = Path(__file__).parent
+SMALL = dict(budget=6, population=3, steps=10, final_steps=10, batch_size=32, width=8)
+
+
+def _cli(*args):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "jaxnas.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=HERE)
+
+
+def test_objects_of_the_user_run_through_search(tmp_path):
+    result = jaxnas.search(space=extension_plugin.tiny_cells(),
+                           strategy=extension_plugin.mutate_best, data="blobs", seed=1,
+                           out=tmp_path / "run", strategy_options={"mutations": 2}, **SMALL)
+    assert len(read_log(tmp_path / "run")) == 6
+    assert result.space.name == "tiny_cells" and result.config.strategy == "mutate_best"
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["config"]["strategy_options"] == {"mutations": 2}
+    assert saved["config"]["dataset"] == "blobs"
+
+
+def test_registered_space_strategy_and_data_run_through_the_cli(tmp_path):
+    out = tmp_path / "run"
+    result = _cli("--import", "extension_plugin", "search", "--space", "tiny_cells",
+                  "--strategy", "mutate_best", "--dataset", "blobs",
+                  "--strategy-option", "mutations=2", "--budget-evals", "6",
+                  "--population", "3", "--steps", "10", "--final-steps", "10",
+                  "--width", "8", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tiny_cells architecture" in result.stdout or "(tiny_cells" in result.stdout
+    assert len(read_log(out)) == 6
+    config = json.loads((out / "result.json").read_text())["config"]
+    assert config["strategy_options"] == {"mutations": 2}
+
+
+def test_a_bad_strategy_option_lists_the_valid_ones(tmp_path):
+    out = tmp_path / "never"
+    result = _cli("search", "--strategy", "evolution", "--strategy-option",
+                  "tournament=3", "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "'tournament'" in result.stderr
+    for name in ("population_size", "tournament_size", "mutations", "archive_size"):
+        assert name in result.stderr
+    assert not out.exists()
+    result = _cli("search", "--strategy-option", "batch_size=3", "--out", str(out))
+    assert result.returncode == 2 and "set by the search itself" in result.stderr
+    result = _cli("search", "--strategy-option", "oops", "--out", str(out))
+    assert result.returncode == 2 and "KEY=VALUE" in result.stderr
+
+
+def test_strategy_options_reach_the_factory():
+    with pytest.raises(SearchError, match="tournament_size"):
+        jaxnas.search(strategy="evolution", strategy_options={"tournament_size": 0}, **SMALL)
+    few = jaxnas.search(strategy="evolution", data="blobs", seed=2,
+                        strategy_options={"population_size": 3, "tournament_size": 2}, **SMALL)
+    assert few.config.strategy_options == {"population_size": 3, "tournament_size": 2}
+    assert len(few.history) == 6

@@ -306,6 +306,8 @@ def _print_importance(directory: Path, records: list, top: int) -> None:
 def _export(args: argparse.Namespace) -> None:
     from jaxnas.search import SearchError, load
 
+    if args.torch is None and args.state_dict is None:
+        raise UsageError("give --torch FILE (a TorchScript program) and/or --state-dict FILE")
     try:
         predictor = load(args.dir)
     except SearchError as error:
@@ -313,19 +315,32 @@ def _export(args: argparse.Namespace) -> None:
     try:
         import torch
 
-        from benchmarks.twin import export_state_dict
+        from jaxnas import export
     except ImportError:
-        raise UsageError("exporting to PyTorch needs torch and the benchmarks package "
-                         "(pip install -e '.[benchmarks]' from the jaxnas repository)") from None
-    state = export_state_dict(predictor.space, predictor.arch, predictor.params,
-                              predictor.input_shape, predictor.num_classes,
-                              predictor.model_config)
-    target = Path(args.torch)
+        raise UsageError("exporting to PyTorch needs torch (pip install torch)") from None
+    model = (predictor.space, predictor.arch, predictor.params, predictor.input_shape,
+             predictor.num_classes, predictor.model_config)
+    if args.torch is not None:
+        program = export.torchscript(*model, predictor.mean, predictor.std)
+        _write_atomically(Path(args.torch), lambda path: torch.jit.save(program, str(path)))
+        print(f"wrote a TorchScript program to {args.torch}: torch.jit.load({args.torch!r}) "
+              "maps raw inputs to logits")
+    if args.state_dict is not None:
+        state = export.state_dict(*model)
+        _write_atomically(Path(args.state_dict), lambda path: torch.save(state, path))
+        print(f"wrote {len(state)} tensors to {args.state_dict} "
+              "(the state dict of jaxnas.export.seed_module)")
+
+
+def _write_atomically(target: Path, write) -> None:
+    """Calls ``write(path)`` on a temporary file beside ``target``, then renames it."""
     tmp = target.with_name(f".{target.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(target)
-    arrays = state
-    print(f"wrote {len(arrays)} tensors to {target}")
+    try:
+        write(tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _positive_int(text: str) -> int:
@@ -397,8 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export the best model of a run")
     export.add_argument("dir")
-    export.add_argument("--torch", required=True, metavar="FILE",
-                        help="write a PyTorch state dict for benchmarks.twin.SeedModule")
+    export.add_argument("--torch", metavar="FILE",
+                        help="write a self-contained TorchScript program (torch.jit.load, no "
+                        "jaxnas needed): raw inputs to logits")
+    export.add_argument("--state-dict", metavar="FILE",
+                        help="write the state dict of jaxnas.export.seed_module's network")
     export.set_defaults(run=_export)
     return parser
 

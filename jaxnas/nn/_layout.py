@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from jaxnas.nn._ops import OpSpec, parse_op, tap_mask
-from jaxnas.spaces import ChainSpace, Space
+from jaxnas.spaces import Space
 
 NORMS = ("batch", "layer")
 
@@ -180,7 +180,7 @@ def make_layout(space: Space, input_shape: tuple[int, ...], num_classes: int,
         raise ValueError(f"num_classes must be at least 2; got {num_classes}")
     specs = tuple(parse_op(name) for name in space.op_names)
     spatial = any(s.spatial for s in specs)
-    raw_input = isinstance(space, ChainSpace)
+    raw_input = space.topology == "chain"
     if raw_input:
         if space.min_layers < 1:
             raise ValueError("the interpreter needs chains of at least one layer (min_layers "

@@ -25,7 +25,13 @@ from jaxnas.arch import Arch, stack, to_json, unstack
 from jaxnas.nn import make_model
 from jaxnas.search.config import Record, SearchConfig, best_record
 from jaxnas.search.context import build_strategy
-from jaxnas.train import TrainConfig, put_data, train_population
+from jaxnas.train import (
+    TrainConfig,
+    put_data,
+    stack_candidates,
+    take_candidates,
+    train_population,
+)
 
 
 def arch_keys(seed_key: jax.Array, hashes: list[str]) -> jax.Array:
@@ -136,7 +142,7 @@ class Run:
             group = jax.tree_util.tree_map(lambda leaf, index=index: leaf[np.array(index)], archs)
             state = None
             if done:
-                state = _stack_states([self.trained[hashes[i]] for i in index])
+                state = stack_candidates([self.trained[hashes[i]] for i in index])
             result = train_population(
                 arch_keys(self.k_weights, [hashes[i] for i in index]), self.space, group,
                 self.device_data, self.train_config(steps - done), state=state,
@@ -144,7 +150,7 @@ class Run:
             val_loss[index], val_acc[index] = result.val_loss, result.val_acc
             if self.strategy.fidelity is not None:
                 for j, i in enumerate(index):
-                    self.trained[hashes[i]] = _take_state(result.state, j)
+                    self.trained[hashes[i]] = take_candidates(result.state, j)
         params = np.asarray(self.model.num_params(archs))
         flops = np.asarray(self.model.flops(archs))
         seconds = (time.perf_counter() - start) / len(hashes)
@@ -164,24 +170,3 @@ class Run:
 
     def best(self) -> Record:
         return best_record(self.history, self.config.objective)
-
-
-def _take_state(state, index: int):
-    """One candidate's slice of a population TrainState (step stays shared)."""
-    return state._replace(
-        params=jax.tree_util.tree_map(lambda leaf: leaf[index], state.params),
-        opt_state=jax.tree_util.tree_map(lambda leaf: leaf[index], state.opt_state),
-        batch_key=state.batch_key[index], diverged=state.diverged[index])
-
-
-def _stack_states(states):
-    first = states[0]
-    return first._replace(
-        params=jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves),
-                                      *[s.params for s in states]),
-        opt_state=jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves),
-                                         *[s.opt_state for s in states]),
-        batch_key=jnp.stack([s.batch_key for s in states]),
-        diverged=jnp.stack([s.diverged for s in states]))
-
-

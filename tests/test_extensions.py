@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import extension_plugin
+import numpy as np
 import pytest
 
 import jaxnas
+from jaxnas.data import DataError
 from jaxnas.search import SearchError, read_log
 
 HERE = Path(__file__).parent
@@ -71,3 +73,12 @@ def test_strategy_options_reach_the_factory():
                         strategy_options={"population_size": 3, "tournament_size": 2}, **SMALL)
     assert few.config.strategy_options == {"population_size": 3, "tournament_size": 2}
     assert len(few.history) == 6
+
+
+def test_a_registered_dataset_loads_and_a_bad_loader_is_named():
+    blobs = jaxnas.data.load("blobs", seed=1)
+    assert blobs.num_classes == 3 and blobs.input_shape == (8,)
+    assert "blobs" in jaxnas.data.names()
+    jaxnas.data.register("three_arrays", lambda: (np.zeros((9, 2)), np.zeros(9), np.zeros(3)))
+    with pytest.raises(DataError, match="must return"):
+        jaxnas.data.load("three_arrays")

@@ -6,14 +6,18 @@ Every user mistake ends with one line on stderr and exit code 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 
 from jaxnas import spaces, strategies
 from jaxnas.arch import ArchError, describe, from_json
 from jaxnas.data import DataError
+from jaxnas.search import SearchConfig
+from jaxnas.search.config import flag_of
 
 
 class UsageError(Exception):
@@ -147,23 +151,14 @@ def _strategy_options(pairs: list[str]) -> dict:
     return options
 
 
-def _config_fields() -> dict:
+def _config_fields() -> dict[str, dataclasses.Field]:
     """The ``SearchConfig`` fields that are options of ``jaxnas search``, by name."""
-    import dataclasses
-
-    from jaxnas.search import SearchConfig
-
     return {field.name: field for field in dataclasses.fields(SearchConfig)
             if field.name != "strategy_options"}
 
 
 def _add_config_options(run: argparse.ArgumentParser) -> None:
     """An option per ``SearchConfig`` field, with its type, choices and help."""
-    import typing
-
-    from jaxnas.search import SearchConfig
-    from jaxnas.search.config import flag_of
-
     hints = typing.get_type_hints(SearchConfig)
     listed = {"space": spaces.names(), "strategy": strategies.names()}
     for name, field in _config_fields().items():
@@ -279,8 +274,6 @@ def _draw_top(directory: Path, ranked: list) -> None:
 
 def _print_importance(directory: Path, records: list, top: int) -> None:
     """The importance table: per kind, the ``top`` features with the lowest effect."""
-    import dataclasses
-
     from jaxnas.importance import KINDS, MIN_EVALUATIONS, run_importance
 
     space = _run_space(directory)
@@ -374,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file", help="architecture JSON file (e.g. RUN/best/arch.json)")
     show.set_defaults(run=_space_show)
 
+    default = SearchConfig()
     run = commands.add_parser(
-        "search", help="run a search (default: evolution over the mlp space on digits)",
+        "search", help=f"run a search (default: {default.strategy} over the {default.space} "
+        f"space on {default.dataset})",
         description="Search architectures, retrain the best on train+val and test it once.")
     _add_config_options(run)
     run.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",

@@ -10,6 +10,7 @@ function of training-free proxies) are built only when taken. The user's
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,11 @@ def option_names(factory: Callable[..., Strategy]) -> list[str]:
 
 def check_options(name: str, factory: Callable[..., Strategy], options: dict) -> None:
     """Raises SearchError for an option the factory does not take, listing those it does."""
+    try:
+        json.dumps(options)
+    except (TypeError, ValueError):
+        raise SearchError("strategy options must be JSON values (numbers, strings, booleans, "
+                          "lists), so that the run directory can record them") from None
     valid = option_names(factory)
     takes_all = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
     for key in options:

@@ -49,7 +49,7 @@ Factory = Callable[..., strategies_lib.Strategy]
 def search(space: str | spaces_lib.Space = SearchConfig.space,
            strategy: str | Factory = SearchConfig.strategy,
            data: str | os.PathLike | tuple | data_lib.Dataset = SearchConfig.dataset,
-           budget: int = SearchConfig.budget_evals, seed: int = 0,
+           budget: int = SearchConfig.budget_evals, seed: int = SearchConfig.seed,
            out: str | os.PathLike | None = None, *, resume: bool = False,
            strategy_options: dict | None = None,
            progress: Callable[[dict], None] | None = None,

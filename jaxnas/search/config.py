@@ -31,10 +31,10 @@ class SearchInterrupted(Exception):
     """Ctrl-C: the search stopped after writing its checkpoint."""
 
 
-def _setting(default: Any, help: str, *, choices=None, flag: str | None = None,
+def _setting(default: Any, text: str, *, choices=None, flag: str | None = None,
              minimum: int | None = None) -> Any:
     """A ``SearchConfig`` field whose metadata the CLI turns into an option."""
-    metadata = {"help": help, "choices": choices, "flag": flag, "minimum": minimum}
+    metadata = {"help": text, "choices": choices, "flag": flag, "minimum": minimum}
     if isinstance(default, dict):
         return dataclasses.field(default_factory=dict, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

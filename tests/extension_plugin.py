@@ -1,5 +1,5 @@
-"""A space, a strategy and a dataset defined outside jaxnas, registered through its
-public API (``jaxnas --import extension_plugin search ...`` imports this module)."""
+"""A space, a strategy and a dataset defined outside jaxnas (``extension_register``
+registers them for the command line)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import data, spaces, strategies
+from jaxnas import spaces
 from jaxnas.arch import Arch
 from jaxnas.strategies import Info, Strategy
 
@@ -67,8 +67,3 @@ def blobs() -> tuple[np.ndarray, np.ndarray]:
     centres = rng.normal(0, 3, (3, 8))
     y = np.repeat(np.arange(3), 100)
     return (centres[y] + rng.normal(0, 1, (300, 8))).astype(np.float32), y
-
-
-spaces.register("tiny_cells", tiny_cells)
-strategies.register("mutate_best", mutate_best)
-data.register("blobs", blobs)

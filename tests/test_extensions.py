@@ -25,20 +25,46 @@ def _cli(*args):
                           text=True, env=env, timeout=600, cwd=HERE)
 
 
-def test_objects_of_the_user_run_through_search(tmp_path):
+@pytest.fixture
+def own_registries(monkeypatch):
+    """Registries that ``register`` may add to within one test: copies of the real ones,
+    which are back in place after it."""
+    from jaxnas import spaces, strategies
+    from jaxnas.data import _datasets
+
+    monkeypatch.setattr(spaces, "_REGISTRY", dict(spaces._REGISTRY))
+    monkeypatch.setattr(strategies, "_REGISTRY", dict(strategies._REGISTRY))
+    monkeypatch.setattr(_datasets, "_BUILTINS", dict(_datasets._BUILTINS))
+
+
+def test_objects_of_the_user_run_through_search():
     result = jaxnas.search(space=extension_plugin.tiny_cells(),
-                           strategy=extension_plugin.mutate_best, data="blobs", seed=1,
+                           strategy=extension_plugin.mutate_best, data=extension_plugin.blobs(),
+                           seed=1, strategy_options={"mutations": 2}, **SMALL)
+    assert len(result.history) == 6
+    assert result.space.name == "tiny_cells" and result.config.strategy == "mutate_best"
+    assert result.config.strategy_options == {"mutations": 2}
+
+
+def test_registered_names_run_through_search_and_load(tmp_path, own_registries):
+    jaxnas.spaces.register("tiny_cells", extension_plugin.tiny_cells)
+    jaxnas.strategies.register("mutate_best", extension_plugin.mutate_best)
+    jaxnas.data.register("blobs", extension_plugin.blobs)
+    result = jaxnas.search(space="tiny_cells", strategy="mutate_best", data="blobs", seed=1,
                            out=tmp_path / "run", strategy_options={"mutations": 2}, **SMALL)
     assert len(read_log(tmp_path / "run")) == 6
-    assert result.space.name == "tiny_cells" and result.config.strategy == "mutate_best"
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["config"]["strategy_options"] == {"mutations": 2}
     assert saved["config"]["dataset"] == "blobs"
+    predictor = jaxnas.load(tmp_path / "run")  # finds the space by its registered name
+    test = jaxnas.data.load("blobs", seed=1)
+    accuracy = (predictor.predict(test.x_test, normalised=True) == test.y_test).mean()
+    assert accuracy == pytest.approx(result.test_accuracy, abs=1e-6)
 
 
 def test_registered_space_strategy_and_data_run_through_the_cli(tmp_path):
     out = tmp_path / "run"
-    result = _cli("--import", "extension_plugin", "search", "--space", "tiny_cells",
+    result = _cli("--import", "extension_register", "search", "--space", "tiny_cells",
                   "--strategy", "mutate_best", "--dataset", "blobs",
                   "--strategy-option", "mutations=2", "--budget-evals", "6",
                   "--population", "3", "--steps", "10", "--final-steps", "10",
@@ -69,13 +95,14 @@ def test_a_bad_strategy_option_lists_the_valid_ones(tmp_path):
 def test_strategy_options_reach_the_factory():
     with pytest.raises(SearchError, match="tournament_size"):
         jaxnas.search(strategy="evolution", strategy_options={"tournament_size": 0}, **SMALL)
-    few = jaxnas.search(strategy="evolution", data="blobs", seed=2,
+    few = jaxnas.search(strategy="evolution", data=extension_plugin.blobs(), seed=2,
                         strategy_options={"population_size": 3, "tournament_size": 2}, **SMALL)
     assert few.config.strategy_options == {"population_size": 3, "tournament_size": 2}
     assert len(few.history) == 6
 
 
-def test_a_registered_dataset_loads_and_a_bad_loader_is_named():
+def test_a_registered_dataset_loads_and_a_bad_loader_is_named(own_registries):
+    jaxnas.data.register("blobs", extension_plugin.blobs)
     blobs = jaxnas.data.load("blobs", seed=1)
     assert blobs.num_classes == 3 and blobs.input_shape == (8,)
     assert "blobs" in jaxnas.data.names()

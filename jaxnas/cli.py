@@ -300,7 +300,7 @@ def _export(args: argparse.Namespace) -> None:
     from jaxnas.search import SearchError, load
 
     if args.torch is None and args.state_dict is None:
-        raise UsageError("give --torch FILE (a TorchScript program) and/or --state-dict FILE")
+        raise UsageError("give --torch FILE (a torch.export program) and/or --state-dict FILE")
     try:
         predictor = load(args.dir)
     except SearchError as error:
@@ -314,26 +314,27 @@ def _export(args: argparse.Namespace) -> None:
     model = (predictor.space, predictor.arch, predictor.params, predictor.input_shape,
              predictor.num_classes, predictor.model_config)
     if args.torch is not None:
-        program = export.torchscript(*model, predictor.mean, predictor.std)
-        _write_atomically(Path(args.torch), lambda path: torch.jit.save(program, str(path)))
-        print(f"wrote a TorchScript program to {args.torch}: torch.jit.load({args.torch!r}) "
-              "maps raw inputs to logits")
+        program = export.torch_program(*model, predictor.mean, predictor.std)
+        _write_atomically(Path(args.torch), lambda buffer: torch.export.save(program, buffer))
+        print(f"wrote a torch.export program to {args.torch}: "
+              f"torch.export.load({args.torch!r}).module() maps raw inputs to logits")
     if args.state_dict is not None:
         state = export.state_dict(*model)
-        _write_atomically(Path(args.state_dict), lambda path: torch.save(state, path))
+        _write_atomically(Path(args.state_dict), lambda buffer: torch.save(state, buffer))
         print(f"wrote {len(state)} tensors to {args.state_dict} "
               "(the state dict of jaxnas.export.seed_module)")
 
 
-def _write_atomically(target: Path, write) -> None:
-    """Calls ``write(path)`` on a temporary file beside ``target``, then renames it."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _write_atomically(target: Path, save) -> None:
+    """Writes what ``save(buffer)`` writes into a memory buffer to ``target``, whole or
+    not at all."""
+    import io
+
+    from jaxnas.search.rundir import atomic_write
+
+    buffer = io.BytesIO()
+    save(buffer)
+    atomic_write(target, buffer.getvalue())
 
 
 def _positive_int(text: str) -> int:
@@ -408,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export the best model of a run")
     export.add_argument("dir")
     export.add_argument("--torch", metavar="FILE",
-                        help="write a self-contained TorchScript program (torch.jit.load, no "
-                        "jaxnas needed): raw inputs to logits")
+                        help="write a self-contained torch.export program (torch.export.load, "
+                        "no jaxnas needed): raw inputs to logits (e.g. best.pt2)")
     export.add_argument("--state-dict", metavar="FILE",
                         help="write the state dict of jaxnas.export.seed_module's network")
     export.set_defaults(run=_export)

@@ -248,7 +248,7 @@ else:
     raise SystemExit("jaxnas was importable")
 import numpy as np
 import torch
-program = torch.jit.load(sys.argv[1])
+program = torch.export.load(sys.argv[1]).module()
 with torch.no_grad():
     np.save(sys.argv[3], program(torch.from_numpy(np.load(sys.argv[2]))).numpy())
 """
@@ -259,9 +259,9 @@ def test_export_to_torch_gives_the_same_predictions(finished_run, tmp_path):
     from jaxnas import export
 
     out, _ = finished_run
-    program, state = tmp_path / "best.pt", tmp_path / "state.pt"
+    program, state = tmp_path / "best.pt2", tmp_path / "state.pt"
     result = _cli("export", str(out), "--torch", str(program), "--state-dict", str(state))
-    assert "TorchScript" in result.stdout and "tensors" in result.stdout
+    assert "torch.export program" in result.stdout and "tensors" in result.stdout
     predictor = jaxnas.load(out)
     x = jaxnas.data.load("digits", seed=3).x_test[:50]
     raw = x * predictor.std + predictor.mean

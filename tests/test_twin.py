@@ -173,7 +173,7 @@ def test_jax_and_torch_agree(space_name, shape_name, norm):
 
 @pytest.mark.parametrize("space_name, shape", [("nasbench201", "digits"), ("conv", "mnist1d"),
                                               ("mlp", "digits")])
-def test_export_state_dict_and_torchscript_predict_like_jaxnas(space_name, shape):
+def test_export_state_dict_and_program_predict_like_jaxnas(space_name, shape):
     space, population = _population(space_name)
     shape = SHAPES[shape]
     config = ModelConfig(width=4)
@@ -188,12 +188,14 @@ def test_export_state_dict_and_torchscript_predict_like_jaxnas(space_name, shape
     mean, std = x.mean(0), x.std(0) + 0.5
     expected = np.asarray(model.apply(params, arch, (x - mean) / std))
     atol = 1e-5 * max(1.0, float(np.abs(expected).max()))
-    scripted = export.torchscript(space, arch, params, shape, NUM_CLASSES, config, mean, std)
+    program = export.torch_program(space, arch, params, shape, NUM_CLASSES, config, mean, std)
     with torch.no_grad():
         np.testing.assert_allclose(fresh(torch.from_numpy((x - mean) / std)).numpy(), expected,
                                    rtol=1e-5, atol=atol)
-        np.testing.assert_allclose(scripted(torch.from_numpy(x)).numpy(), expected,
+        np.testing.assert_allclose(program.module()(torch.from_numpy(x)).numpy(), expected,
                                    rtol=1e-5, atol=atol)
+        np.testing.assert_allclose(program.module()(torch.from_numpy(x[:1])).numpy(),
+                                   expected[:1], rtol=1e-5, atol=atol)
 
 
 def test_train_seed_style_same_minibatches_for_every_candidate():

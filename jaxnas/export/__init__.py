@@ -1,10 +1,10 @@
 """The found model outside jaxnas, as PyTorch (torch is optional, imported on use).
 
-* ``torchscript``: a self-contained TorchScript program of one architecture with its
-  trained parameters (and, optionally, the input normalisation): plain PyTorch loads
-  it with ``torch.jit.load`` and needs neither jaxnas nor JAX. It holds only the
-  architecture's live nodes; batch norm runs in evaluation mode with the running
-  statistics.
+* ``torch_program``: a self-contained ``torch.export`` program of one architecture
+  with its trained parameters (and, optionally, the input normalisation): plain
+  PyTorch loads it with ``torch.export.load`` and needs neither jaxnas nor JAX. It
+  holds only the architecture's live nodes; batch norm runs in evaluation mode with
+  the running statistics.
 * ``seed_module`` / ``state_dict``: the same network as an ``nn.Module`` built by
   jaxnas (``jaxnas.export._seed.SeedModule``), and its state dict.
 
@@ -13,7 +13,6 @@ Inputs are in jaxnas's layout, (B, *input_shape).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -44,25 +43,24 @@ def state_dict(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ..
     return seed_module(space, arch, params, input_shape, num_classes, config).state_dict()
 
 
-def torchscript(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ...],
-                num_classes: int, config: ModelConfig = ModelConfig(),  # noqa: B008 (frozen)
-                mean: np.ndarray | None = None, std: np.ndarray | None = None):
-    """A TorchScript program: raw inputs (B, *input_shape) -> logits (B, num_classes).
+def torch_program(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ...],
+                  num_classes: int, config: ModelConfig = ModelConfig(),  # noqa: B008 (frozen)
+                  mean: np.ndarray | None = None, std: np.ndarray | None = None):
+    """A ``torch.export`` program: raw inputs (B, *input_shape) -> logits (B, num_classes),
+    any batch size B.
 
     With ``mean`` and ``std`` (each of shape ``input_shape``, as a run's dataset) the
-    program normalises its inputs first, as ``jaxnas.load(...).logits`` does.
-    Save it with ``torch.jit.save``; ``torch.jit.load`` reads it without jaxnas.
+    program normalises its inputs first, as ``jaxnas.load(...).logits`` does. Save it
+    with ``torch.export.save``; ``torch.export.load(file).module()`` runs it without
+    jaxnas.
     """
     import torch
 
-    module = _torch_module().Normalised(seed_module(space, arch, params, input_shape, num_classes,
-                                            config), mean, std).eval()
+    module = _torch_module().Normalised(seed_module(space, arch, params, input_shape,
+                                                    num_classes, config), mean, std).eval()
     example = torch.zeros((2, *input_shape), dtype=torch.float32)
-    with torch.no_grad(), warnings.catch_warnings():
-        # The trace keeps channel widths as constants, as it should: the architecture
-        # fixes them. The batch size stays free.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        return torch.jit.trace(module, example)
+    batch = torch.export.Dim("batch", min=1)
+    return torch.export.export(module, (example,), dynamic_shapes={"x": {0: batch}})
 
 
-__all__ = ["seed_module", "state_dict", "torchscript"]
+__all__ = ["seed_module", "state_dict", "torch_program"]

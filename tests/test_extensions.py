@@ -14,6 +14,7 @@ import pytest
 import jaxnas
 from jaxnas.data import DataError
 from jaxnas.search import SearchError, read_log
+from jaxnas.search.rundir import read_config
 
 HERE = Path(__file__).parent
 SMALL = dict(budget=6, population=3, steps=10, final_steps=10, batch_size=32, width=8)
@@ -92,13 +93,21 @@ def test_a_bad_strategy_option_lists_the_valid_ones(tmp_path):
     assert result.returncode == 2 and "KEY=VALUE" in result.stderr
 
 
-def test_strategy_options_reach_the_factory():
+def test_strategy_options_reach_the_factory_and_survive_a_resume(tmp_path):
     with pytest.raises(SearchError, match="tournament_size"):
         jaxnas.search(strategy="evolution", strategy_options={"tournament_size": 0}, **SMALL)
-    few = jaxnas.search(strategy="evolution", data=extension_plugin.blobs(), seed=2,
-                        strategy_options={"population_size": 3, "tournament_size": 2}, **SMALL)
-    assert few.config.strategy_options == {"population_size": 3, "tournament_size": 2}
-    assert len(few.history) == 6
+    options = {"population_size": 3, "tournament_size": 2}
+    out = tmp_path / "run"
+    first = jaxnas.search(strategy="evolution", data=extension_plugin.blobs(), seed=2, out=out,
+                          generations=1, strategy_options=options, **SMALL)
+    assert first.config.strategy_options == options and len(first.history) == 3
+    # Unfinish the run: a resume rebuilds the strategy from the checkpoint's options, and
+    # restoring its state (a population of 3, not the default 20) needs exactly them.
+    (out / "result.json").unlink()
+    assert read_config(out).strategy_options == options
+    resumed = jaxnas.search(data=extension_plugin.blobs(), out=out, resume=True)
+    assert resumed.config.strategy_options == options
+    assert [r.hash for r in resumed.history] == [r.hash for r in first.history]
 
 
 def test_a_registered_dataset_loads_and_a_bad_loader_is_named(own_registries):

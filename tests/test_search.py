@@ -133,6 +133,11 @@ def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_p
     assert _log_without_time(killed) == _log_without_time(reference)
     predictor = jaxnas.load(reference)
     assert predictor.model_config.norm == "batch"
+    # predict uses the running statistics: the retrained model's test accuracy again.
+    test = jaxnas.data.load("digits", seed=1)
+    accuracy = (predictor.predict(test.x_test, normalised=True) == test.y_test).mean()
+    result = json.loads((reference / "result.json").read_text())
+    assert accuracy == pytest.approx(result["test_accuracy"], abs=1e-6)
     stem = predictor.params["stem"]
     assert not np.allclose(stem["mean"], 0) and not np.allclose(stem["var"], 1)
     torch = pytest.importorskip("torch", reason="the torch export needs torch")

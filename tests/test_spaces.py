@@ -16,6 +16,7 @@ from jaxnas.arch import PAD, Arch, ArchError, prune, unstack
 SPACES = {
     "nasbench101": spaces.nasbench101(),
     "nasbench201": spaces.nasbench201(),
+    "nasbench_graph": spaces.nasbench_graph(),
     "mlp": spaces.mlp(),
     "dag": spaces.dag(),
     "dag-small-edges": spaces.dag(("a", "b", "c"), max_nodes=8, max_edges=6),

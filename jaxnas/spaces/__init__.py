@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from jaxnas.arch._nasbench_graph import NBG_OPS
 from jaxnas.spaces._base import Space
 from jaxnas.spaces._chain import ChainSpace, chain_arch
 from jaxnas.spaces._dag import DagSpace, NasBench101Space
 from jaxnas.spaces._nasbench201 import NasBench201Space
+from jaxnas.spaces._nasbench_graph import NasBenchGraphSpace, nasbench_graph_arch
 
 NB101_OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 DENSE_CELL_OPS = ("dense-relu", "dense-tanh", "skip", "zero")
@@ -25,6 +27,15 @@ def nasbench101(max_nodes: int = 7, max_edges: int = 9) -> Space:
 def nasbench201() -> Space:
     """NAS-Bench-201: a 4-node cell, 5 ops on each of its 6 edges."""
     return NasBench201Space()
+
+
+def nasbench_graph(ops: Sequence[str] = NBG_OPS) -> Space:
+    """NAS-Bench-Graph: 4 GNN op nodes, each reading the input or an earlier op node.
+
+    Searched by table lookup (``jaxnas.tables``); it is not in the registry of
+    trainable spaces because jaxnas has no GNN ops.
+    """
+    return NasBenchGraphSpace(op_names=tuple(ops))
 
 
 def mlp(widths: Sequence[int] = (32, 64, 128),
@@ -85,7 +96,8 @@ def get(name: str, **config) -> Space:
 
 
 __all__ = [
-    "ChainSpace", "DagSpace", "NasBench101Space", "NasBench201Space", "Space",
-    "chain_arch", "conv", "dag", "get", "mlp", "nasbench101", "nasbench201", "names", "register",
+    "ChainSpace", "DagSpace", "NasBench101Space", "NasBench201Space", "NasBenchGraphSpace",
+    "Space", "chain_arch", "conv", "dag", "get", "mlp", "nasbench101", "nasbench201",
+    "nasbench_graph", "nasbench_graph_arch", "names", "register",
     "NB101_OPS", "DENSE_CELL_OPS", "CONV_CELL_OPS",
 ]

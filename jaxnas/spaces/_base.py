@@ -30,8 +30,9 @@ class Space(abc.ABC):
         "chain" (layers in sequence, each one op; the depth is a choice, between
         ``min_layers`` and ``max_layers``; the first layer reads the raw input),
         "dag" (any DAG over the padded nodes, ops on the nodes), "fixed" (one
-        adjacency, only the ops vary), or None (none of these: such code refuses
-        the space).
+        adjacency, only the ops vary), "link" (NAS-Bench-Graph's macro DAG: each op
+        node reads the input or one earlier op node, the leaves summed into the
+        output), or None (none of these: such code refuses the space).
 
     ``sample`` and ``mutate`` are jittable and vmappable (the space itself is a
     hashable static value); ``neighbours``, ``enumerate`` and ``canonical_hash``

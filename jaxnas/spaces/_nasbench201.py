@@ -68,6 +68,12 @@ class NasBench201Space(Space):
             np.array(list(itertools.product(range(self.num_ops), repeat=6)), np.int32)
         )
 
+    def encoding_index(self, archs: Arch) -> jax.Array:
+        """Enumeration index (``enumerate`` order) of cells with any leading axes
+        (jittable): the six edge ops as base-5 digits, the first most significant."""
+        digits = archs.ops[..., _INNER].astype(jnp.int32)
+        return digits @ (self.num_ops ** jnp.arange(5, -1, -1, dtype=jnp.int32))
+
     def _build_host(self, inner: np.ndarray) -> Arch:
         count = len(inner)
         ops = np.empty((count, 8), np.int32)

@@ -6,6 +6,8 @@ decision of the space's encoding:
 * ``nasbench201``: one op per edge node (6 decisions over 5 ops);
 * chain spaces (``mlp``): the depth, then one op per layer (ops of layers
   beyond the depth are not used and get no gradient);
+* ``nasbench_graph``: each op node's parent (2, 3, 4 choices for nodes 2-4),
+  then one op per node; the all-skip draw is redrawn;
 * DAG spaces (``dag``, ``nasbench101``): every upper-triangular edge (on/off)
   and every inner node's op; a draw is pruned (nodes off every input -> output
   path lose their op decision) and redrawn until ``space.is_valid``.
@@ -24,7 +26,7 @@ import optax
 
 from jaxnas.arch import _encoding as enc
 from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch
-from jaxnas.spaces import Space, chain_arch
+from jaxnas.spaces import Space, chain_arch, nasbench_graph_arch
 from jaxnas.strategies import _base
 from jaxnas.strategies._base import Info, Strategy
 
@@ -73,6 +75,17 @@ def decisions(space: Space) -> Decisions:
             return arch, jnp.concatenate([jnp.array([True]), active])
 
         return Decisions(mask, decode_chain, checked=False)
+    if space.topology == "link":
+        mask = np.zeros((7, max(k, 4)), bool)
+        for node in range(3):
+            mask[node, :node + 2] = True
+        mask[3:, :k] = True
+
+        def decode_graph(choices):
+            link = jnp.concatenate([jnp.zeros(1, choices.dtype), choices[:3]])
+            return nasbench_graph_arch(link, choices[3:]), jnp.ones(choices.shape, bool)
+
+        return Decisions(mask, decode_graph, checked=True)
     if space.topology == "dag":
         rows, cols = np.triu_indices(n, 1)
         edges = len(rows)

@@ -11,6 +11,12 @@ incoming edges (DARTS keeps two), then dead nodes are pruned and, over the
 space's edge limit, the weakest edges are dropped while the cell stays connected.
 Spaces with a fixed topology (NAS-Bench-201) only choose ops. Chain spaces
 (``mlp``) are not supported: their depth is not an op choice.
+
+With batch norm (``ModelConfig(norm="batch")``) the supernet always normalises with
+the statistics of the minibatch it runs on, for the weight steps and the
+architecture steps alike, as DARTS trains its supernet in training mode; its running
+statistics are never used or updated. The discretised architecture is trained
+afresh, with running statistics of its own, by whoever evaluates it.
 """
 
 from __future__ import annotations

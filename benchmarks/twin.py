@@ -2,25 +2,22 @@
 
 * ``TorchPadded``: the padded interpreter itself in PyTorch (float32, channels-last
   like jaxnas): every node slot runs the space's largest kernel, masked to its op.
-* ``SeedModule``: the seed-style baseline, one ``nn.Module`` per architecture that
-  holds only its live nodes and edges, written the way one writes a network by hand
-  (channels-first ``nn.Conv*d`` / ``nn.Linear``, no padding, no masks);
-  ``train_seed_style`` trains candidates one after another in a plain Python loop.
-* ``export_state_dict``: a jaxnas parameter pytree as a ``SeedModule`` state dict.
+* ``SeedModule`` (from ``jaxnas.export``, the library's PyTorch export): the
+  seed-style baseline, one ``nn.Module`` per architecture that holds only its live
+  nodes and edges, written the way one writes a network by hand (channels-first
+  ``nn.Conv*d`` / ``nn.Linear``, no padding, no masks); ``train_seed_style`` here
+  trains candidates one after another in a plain Python loop.
 
 Both modules load a jaxnas parameter pytree (``load_jax_params``; batch norm's
 running statistics become buffers) and take inputs in jaxnas's layout,
 (B, *input_shape). The semantics are ``jaxnas.nn``'s: batch norm (``nn.BatchNorm*d``,
 training and evaluation modes as PyTorch's) or, with ``ModelConfig(norm="layer")``, a
 layer norm over channels; 'same' padding, stride 1, the output node a sum.
-This is the only module besides the tests that imports torch.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -30,8 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from jaxnas.arch._encoding import Arch, unstack
-from jaxnas.arch._graph import live_mask
-from jaxnas.nn import STAT_KEYS, Layout, ModelConfig, OpSpec, make_layout, make_model, tap_mask
+from jaxnas.export._seed import (
+    SeedModule,
+    flatten,
+    host_live,
+    pool_first,
+)
+from jaxnas.nn import STAT_KEYS, ModelConfig, make_layout, make_model
 from jaxnas.nn._ops import BN_MOMENTUM, NORM_EPS
 from jaxnas.spaces import Space
 
@@ -41,51 +43,6 @@ _ACTIVATIONS = {
     "gelu": F.gelu,  # exact erf form, like jaxnas
     "linear": lambda z: z,
 }
-_ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
-    """{"stem/kernel": array, "cells/0/nodes/kernel": array, ...} of a params pytree."""
-    if isinstance(tree, dict):
-        items = tree.items()
-    elif isinstance(tree, list | tuple):
-        items = enumerate(tree)
-    else:
-        return {prefix: np.array(tree, np.float32)}
-    flat = {}
-    for key, value in items:
-        flat.update(_flatten(value, f"{prefix}/{key}" if prefix else str(key)))
-    return flat
-
-
-def _host_live(adj: np.ndarray) -> np.ndarray:
-    """(N,) bool: nodes on an input -> output path (host, one architecture)."""
-    live = live_mask(adj)
-    return np.zeros(len(adj), bool) if live is None else live
-
-
-def _channels_first(layout: Layout, x: torch.Tensor) -> torch.Tensor:
-    """jaxnas layout (B, *input_shape) -> (B, D) dense or (B, C, *spatial) spatial."""
-    batch = x.shape[0]
-    if not layout.spatial:
-        return x.reshape(batch, -1)
-    return x.reshape(batch, *layout.spatial_shape, layout.in_channels).movedim(-1, 1)
-
-
-def _pool_first(x: torch.Tensor, kind: str, kernel: int) -> torch.Tensor:
-    """Stride-1 'same' pooling of a channels-first tensor (B, C, *spatial)."""
-    rank = x.dim() - 2
-    if kind == "max":
-        return (F.max_pool1d if rank == 1 else F.max_pool2d)(x, kernel, 1, kernel // 2)
-    return (F.avg_pool1d if rank == 1 else F.avg_pool2d)(x, kernel, 1, kernel // 2,
-                                                         count_include_pad=False)
-
-
-def _torch_kernel(kernel: np.ndarray, taps: np.ndarray, size: int, rank: int, fan: tuple[int, int]
-                  ) -> np.ndarray:
-    """A jaxnas (T, C_in, C_out) kernel's used taps as a PyTorch (out, in, *k) conv weight."""
-    used = kernel[taps][:, :fan[0], :fan[1]].reshape((size,) * rank + fan)
-    return np.ascontiguousarray(np.transpose(used, (rank + 1, rank) + tuple(range(rank))))
 
 
 class TorchPadded(nn.Module):
@@ -106,7 +63,7 @@ class TorchPadded(nn.Module):
         if params is None:
             params = make_model(space, input_shape, num_classes, config).init(
                 jax.random.key(seed))
-        initial = _flatten(params)
+        initial = flatten(params)
         self.names = list(initial)
         self.params = nn.ParameterDict({
             name.replace("/", "__"): nn.Parameter(torch.from_numpy(value.copy()))
@@ -124,7 +81,7 @@ class TorchPadded(nn.Module):
 
     def load_jax_params(self, params: Any) -> TorchPadded:
         """Copies a jaxnas parameter pytree (jax or numpy arrays) into this module."""
-        flat = _flatten(params)
+        flat = flatten(params)
         if sorted(flat) != sorted(self.names):
             raise ValueError(f"parameter names differ: {sorted(flat)} vs {sorted(self.names)}")
         with torch.no_grad():
@@ -146,7 +103,7 @@ class TorchPadded(nn.Module):
         layout = self.layout
         adj = np.asarray(arch.adj) != 0
         ops = np.asarray(arch.ops)
-        live = _host_live(adj)
+        live = host_live(adj)
         choice = np.where(live, ops, -1)
         edges = adj & live[:, None]
         h = self._stem(x)
@@ -213,7 +170,7 @@ class TorchPadded(nn.Module):
             mask = torch.arange(layout.features) < layout.op_width(spec)
             return torch.where(mask, z, torch.zeros(()))
         if spec.kind == "pool":
-            return _pool_first(inp.movedim(-1, 1), spec.pool, spec.kernel).movedim(1, -1)
+            return pool_first(inp.movedim(-1, 1), spec.pool, spec.kernel).movedim(1, -1)
         if spec.kind == "skip":
             return inp
         return torch.zeros_like(inp)
@@ -251,239 +208,6 @@ def _sum(states: dict[int, torch.Tensor], edges: np.ndarray, zero: torch.Tensor)
         if edges[j]:
             total = total + value
     return total
-
-
-@dataclasses.dataclass(frozen=True)
-class _NodePlan:
-    node: int
-    spec: OpSpec | None  # None for the output node
-    preds: tuple[int, ...]
-    in_width: int
-    out_width: int
-
-
-def _plan(layout: Layout, arch: Arch) -> list[list[_NodePlan]]:
-    """Per cell, the live compute nodes then the output node with the widths they use."""
-    adj = np.asarray(arch.adj) != 0
-    ops = np.asarray(arch.ops)
-    n = layout.num_nodes
-    live = _host_live(adj)
-    if not live[-1]:
-        raise ValueError("the architecture's output is not reachable from its input")
-    cells = []
-    width = layout.in_channels if layout.raw_input else layout.config.width
-    for _ in range(layout.config.num_cells):
-        widths = {0: width}
-        nodes = []
-        for i in range(1, n):
-            if not live[i]:
-                continue
-            preds = tuple(j for j in range(i) if adj[j, i] and live[j])
-            in_width = max(widths[j] for j in preds)
-            if i == n - 1:
-                nodes.append(_NodePlan(i, None, preds, in_width, in_width))
-                continue
-            spec = layout.specs[ops[i]]
-            out = layout.op_width(spec) if spec.kind == "linear" else in_width
-            widths[i] = out
-            nodes.append(_NodePlan(i, spec, preds, in_width, out))
-        cells.append(nodes)
-        width = nodes[-1].out_width
-    return cells
-
-
-class _ChannelNorm(nn.Module):
-    """Layer norm over dim 1 of a channels-first tensor, with learned scale and shift."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = F.layer_norm(x.movedim(1, -1), (x.shape[1],), self.weight, self.bias, NORM_EPS)
-        return z.movedim(-1, 1)
-
-
-def _norm_module(config: ModelConfig, rank: int, channels: int) -> nn.Module:
-    """PyTorch's own batch norm (momentum 0.1, eps 1e-5), or the channel layer norm."""
-    if config.norm == "batch":
-        return (nn.BatchNorm1d if rank == 1 else nn.BatchNorm2d)(channels)
-    return _ChannelNorm(channels)
-
-
-class _Zero(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
-
-
-class _Pool(nn.Module):
-    def __init__(self, kind: str, kernel: int):
-        super().__init__()
-        self.kind, self.kernel = kind, kernel
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _pool_first(x, self.kind, self.kernel)
-
-
-def _conv_module(rank: int, c_in: int, c_out: int, kernel: int, bias: bool) -> nn.Module:
-    conv = nn.Conv1d if rank == 1 else nn.Conv2d
-    return conv(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
-
-
-class SeedModule(nn.Module):
-    """One architecture as a plain PyTorch network of its live nodes only.
-
-    Modules: ``stem`` (absent in chain spaces), ``cells[c]["node<i>"]`` for the live
-    compute nodes, ``head``. A node's input is the sum of its live predecessors,
-    zero-padded to the widest. Dense layers are ``nn.Linear`` (1x1 ``nn.Conv*d`` in
-    spatial spaces), convolutions ``nn.Conv*d`` without bias followed by
-    ``nn.BatchNorm*d`` (or a channel layer norm). Inputs are in jaxnas's layout
-    (B, *input_shape).
-    """
-
-    def __init__(self, space: Space, arch: Arch, input_shape: tuple[int, ...],
-                 num_classes: int, config: ModelConfig = ModelConfig()):  # noqa: B008 (frozen)
-        super().__init__()
-        layout = make_layout(space, input_shape, num_classes, config)
-        self.layout = layout
-        self.plans = _plan(layout, arch)
-        rank = layout.rank
-        width = config.width
-        self.stem = None
-        if layout.spatial:
-            self.stem = nn.Sequential(
-                _conv_module(rank, layout.in_channels, width, config.stem_kernel, False),
-                _norm_module(config, rank, width), nn.ReLU())
-        elif not layout.raw_input:
-            self.stem = nn.Sequential(nn.Linear(layout.in_channels, width), nn.ReLU())
-        self.cells = nn.ModuleList()
-        for plan in self.plans:
-            self.cells.append(nn.ModuleDict({
-                f"node{p.node}": self._node_module(p) for p in plan[:-1]
-            }))
-        self.head = nn.Linear(self.plans[-1][-1].out_width, num_classes)
-
-    def _node_module(self, plan: _NodePlan) -> nn.Module:
-        layout, spec = self.layout, plan.spec
-        if spec.kind == "zero":
-            return _Zero()
-        if spec.kind == "skip":
-            return nn.Identity()
-        if spec.kind == "pool":
-            return _Pool(spec.pool, spec.kernel)
-        act = _ACTIVATION_MODULES[spec.activation]()
-        if not spec.norm:
-            linear = (_conv_module(layout.rank, plan.in_width, plan.out_width, 1, True)
-                      if layout.spatial else nn.Linear(plan.in_width, plan.out_width))
-            return nn.Sequential(linear, act)
-        layers = [nn.ReLU()] if spec.pre_relu else []
-        layers += [_conv_module(layout.rank, plan.in_width, plan.out_width, spec.kernel, False),
-                   _norm_module(layout.config, layout.rank, plan.out_width), act]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_classes) of x (B, *input_shape)."""
-        h = _channels_first(self.layout, x)
-        if self.stem is not None:
-            h = self.stem(h)
-        for cell, plan in zip(self.cells, self.plans, strict=True):
-            states = {0: h}
-            for node in plan[:-1]:
-                states[node.node] = cell[f"node{node.node}"](
-                    _padded_sum([states[j] for j in node.preds]))
-            h = _padded_sum([states[j] for j in plan[-1].preds])
-        if h.dim() > 2:
-            h = h.mean(dim=tuple(range(2, h.dim())))
-        return self.head(h)
-
-    def load_jax_params(self, params: Any) -> SeedModule:
-        """Copies the live part of a jaxnas parameter pytree of this architecture."""
-        layout = self.layout
-        flat = _flatten(params)
-        rank = layout.rank
-        assign: dict[str, np.ndarray] = {}
-        if layout.spatial:
-            size = layout.config.stem_kernel
-            taps = np.arange(size ** rank)
-            assign["stem.0.weight"] = _torch_kernel(
-                flat["stem/kernel"], taps, size, rank, (layout.in_channels, layout.config.width))
-            assign.update(_norm_state("stem.1", {k.split("/", 1)[1]: v for k, v in flat.items()
-                                                 if k.startswith("stem/")}, width=None))
-        elif not layout.raw_input:
-            assign["stem.0.weight"] = flat["stem/kernel"][0].T
-            assign["stem.0.bias"] = flat["stem/bias"]
-        for c, plan in enumerate(self.plans):
-            for node in plan[:-1]:
-                spec = node.spec
-                if spec.kind != "linear":
-                    continue
-                if layout.raw_input and node.node == 1:
-                    source = {"kernel": flat[f"cells/{c}/input/kernel"],
-                              "bias": flat[f"cells/{c}/input/bias"]}
-                else:
-                    m = node.node - layout.first_node
-                    source = {key.rsplit("/", 1)[1]: value[m] for key, value in flat.items()
-                              if key.startswith(f"cells/{c}/nodes/")}
-                name = f"cells.{c}.node{node.node}"
-                fan = (node.in_width, node.out_width)
-                if not spec.norm:
-                    centre = tap_mask(1, layout.max_kernel, rank).nonzero()[0]
-                    if layout.spatial:
-                        assign[f"{name}.0.weight"] = _torch_kernel(source["kernel"], centre, 1,
-                                                                   rank, fan)
-                    else:
-                        assign[f"{name}.0.weight"] = source["kernel"][centre[0]][
-                            :fan[0], :fan[1]].T
-                    assign[f"{name}.0.bias"] = source["bias"][:fan[1]]
-                    continue
-                offset = 1 if spec.pre_relu else 0
-                taps = tap_mask(spec.kernel, layout.max_kernel, rank).nonzero()[0]
-                assign[f"{name}.{offset}.weight"] = _torch_kernel(source["kernel"], taps,
-                                                                  spec.kernel, rank, fan)
-                assign.update(_norm_state(f"{name}.{offset + 1}", source, fan[1]))
-        width = self.plans[-1][-1].out_width
-        assign["head.weight"] = flat["head/kernel"][:width].T
-        assign["head.bias"] = flat["head/bias"]
-        own = {name: value for name, value in self.state_dict(keep_vars=True).items()
-               if not name.endswith("num_batches_tracked")}
-        if sorted(assign) != sorted(own):
-            raise ValueError(f"parameters do not match: {sorted(assign)} vs {sorted(own)}")
-        with torch.no_grad():
-            for name, value in assign.items():
-                if tuple(own[name].shape) != value.shape:
-                    raise ValueError(f"{name}: shape {value.shape} for {tuple(own[name].shape)}")
-                own[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
-        return self
-
-
-def _norm_state(prefix: str, source: dict[str, np.ndarray], width: int | None
-                ) -> dict[str, np.ndarray]:
-    """A norm module's state dict entries from one jaxnas norm's leaves (the first
-    ``width`` channels): weight and bias, and batch norm's running statistics."""
-    names = {"scale": "weight", "shift": "bias", "mean": "running_mean", "var": "running_var"}
-    return {f"{prefix}.{names[key]}": value[:width] for key, value in source.items()
-            if key in names}
-
-
-def _padded_sum(values: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Sum of channels-first tensors, each zero-padded (dim 1) to the widest."""
-    width = max(v.shape[1] for v in values)
-    total = None
-    for value in values:
-        extra = width - value.shape[1]
-        if extra:
-            value = F.pad(value, (0, 0) * (value.dim() - 2) + (0, extra))
-        total = value if total is None else total + value
-    return total
-
-
-def export_state_dict(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ...],
-                      num_classes: int, config: ModelConfig = ModelConfig()  # noqa: B008
-                      ) -> dict[str, torch.Tensor]:
-    """The ``SeedModule`` state dict of one architecture with its jaxnas parameters."""
-    module = SeedModule(space, arch, input_shape, num_classes, config)
-    return module.load_jax_params(params).state_dict()
 
 
 def minibatch_indices(num_examples: int, steps: int, batch_size: int, seed: int = 0

@@ -6,14 +6,18 @@ Every user mistake ends with one line on stderr and exit code 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 
-from jaxnas import spaces
+from jaxnas import spaces, strategies
 from jaxnas.arch import ArchError, describe, from_json
 from jaxnas.data import DataError
+from jaxnas.search import SearchConfig
+from jaxnas.search.config import flag_of
 
 
 class UsageError(Exception):
@@ -100,13 +104,10 @@ def _search(args: argparse.Namespace) -> None:
 
     if args.resume is not None and args.out is not None:
         raise UsageError("give either --out (a new run) or --resume (an existing run)")
-    options = {key: getattr(args, key) for key in (
-        "population", "generations", "budget_minutes", "steps", "batch_size", "optimizer",
-        "width", "cells", "norm", "objective", "final_steps") if getattr(args, key) is not None}
-    if args.lr is not None:
-        options["learning_rate"] = args.lr
-    given = options or args.space or args.strategy or args.dataset or args.seed is not None
-    if args.resume is not None and (given or args.budget_evals is not None):
+    settings = {name: getattr(args, name) for name in _config_fields()
+                if getattr(args, name) is not None}
+    options = _strategy_options(args.strategy_option or [])
+    if args.resume is not None and (settings or options):
         raise UsageError("--resume continues a run with its own settings; give no other options")
     server = None
     if args.port is not None and not args.serve:
@@ -117,14 +118,14 @@ def _search(args: argparse.Namespace) -> None:
         server = _start_server(Path(args.out or args.resume), "127.0.0.1",
                                8765 if args.port is None else args.port)
         print(f"watch the search at {_url(server)}", file=sys.stderr, flush=True)
+    for name, argument in (("dataset", "data"), ("budget_evals", "budget")):
+        if name in settings:
+            settings[argument] = settings.pop(name)
     progress = _Progress(args.quiet)
     try:
-        result = search(
-            space=args.space or "mlp", strategy=args.strategy or "evolution",
-            data=args.dataset or "digits",
-            budget=args.budget_evals if args.budget_evals is not None else 96,
-            seed=args.seed or 0, out=args.out or args.resume, resume=args.resume is not None,
-            progress=progress, compile_cache=args.compile_cache, **options)
+        result = search(out=args.out or args.resume, resume=args.resume is not None,
+                        progress=progress, compile_cache=args.compile_cache,
+                        strategy_options=options, **settings)
     except SearchError as error:
         raise UsageError(str(error)) from None
     finally:
@@ -133,6 +134,41 @@ def _search(args: argparse.Namespace) -> None:
             server.shutdown()
             server.server_close()
     print(result.summary())
+
+
+def _strategy_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs as a dict; values are read as JSON (numbers, true/false,
+    lists) where they parse, else kept as strings."""
+    options = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key:
+            raise UsageError(f"--strategy-option takes KEY=VALUE; got {pair!r}")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = {"True": True, "False": False}.get(text, text)
+    return options
+
+
+def _config_fields() -> dict[str, dataclasses.Field]:
+    """The ``SearchConfig`` fields that are options of ``jaxnas search``, by name."""
+    return {field.name: field for field in dataclasses.fields(SearchConfig)
+            if field.name != "strategy_options"}
+
+
+def _add_config_options(run: argparse.ArgumentParser) -> None:
+    """An option per ``SearchConfig`` field, with its type, choices and help."""
+    hints = typing.get_type_hints(SearchConfig)
+    listed = {"space": spaces.names(), "strategy": strategies.names()}
+    for name, field in _config_fields().items():
+        kind = next(t for t in typing.get_args(hints[name]) or (hints[name],)
+                    if t is not type(None))
+        choices = field.metadata["choices"] or listed.get(name)
+        kind = _positive_int if field.metadata["minimum"] == 1 else kind
+        default = "" if field.default is None else f" (default {field.default})"
+        run.add_argument(flag_of(field), dest=name, type=kind, choices=choices,
+                         help=field.metadata["help"] + default)
 
 
 def _bind(directory: Path, host: str, port: int):
@@ -238,8 +274,6 @@ def _draw_top(directory: Path, ranked: list) -> None:
 
 def _print_importance(directory: Path, records: list, top: int) -> None:
     """The importance table: per kind, the ``top`` features with the lowest effect."""
-    import dataclasses
-
     from jaxnas.importance import KINDS, MIN_EVALUATIONS, run_importance
 
     space = _run_space(directory)
@@ -265,6 +299,8 @@ def _print_importance(directory: Path, records: list, top: int) -> None:
 def _export(args: argparse.Namespace) -> None:
     from jaxnas.search import SearchError, load
 
+    if args.torch is None and args.state_dict is None:
+        raise UsageError("give --torch FILE (a torch.export program) and/or --state-dict FILE")
     try:
         predictor = load(args.dir)
     except SearchError as error:
@@ -272,19 +308,33 @@ def _export(args: argparse.Namespace) -> None:
     try:
         import torch
 
-        from benchmarks.twin import export_state_dict
+        from jaxnas import export
     except ImportError:
-        raise UsageError("exporting to PyTorch needs torch and the benchmarks package "
-                         "(pip install -e '.[benchmarks]' from the jaxnas repository)") from None
-    state = export_state_dict(predictor.space, predictor.arch, predictor.params,
-                              predictor.input_shape, predictor.num_classes,
-                              predictor.model_config)
-    target = Path(args.torch)
-    tmp = target.with_name(f".{target.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(target)
-    arrays = state
-    print(f"wrote {len(arrays)} tensors to {target}")
+        raise UsageError("exporting to PyTorch needs torch (pip install torch)") from None
+    model = (predictor.space, predictor.arch, predictor.params, predictor.input_shape,
+             predictor.num_classes, predictor.model_config)
+    if args.torch is not None:
+        program = export.torch_program(*model, predictor.mean, predictor.std)
+        _write_atomically(Path(args.torch), lambda buffer: torch.export.save(program, buffer))
+        print(f"wrote a torch.export program to {args.torch}: "
+              f"torch.export.load({args.torch!r}).module() maps raw inputs to logits")
+    if args.state_dict is not None:
+        state = export.state_dict(*model)
+        _write_atomically(Path(args.state_dict), lambda buffer: torch.save(state, buffer))
+        print(f"wrote {len(state)} tensors to {args.state_dict} "
+              "(the state dict of jaxnas.export.seed_module)")
+
+
+def _write_atomically(target: Path, save) -> None:
+    """Writes what ``save(buffer)`` writes into a memory buffer to ``target``, whole or
+    not at all."""
+    import io
+
+    from jaxnas.search.rundir import atomic_write
+
+    buffer = io.BytesIO()
+    save(buffer)
+    atomic_write(target, buffer.getvalue())
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -354,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxnas",
         description="Neural architecture search in JAX: whole populations trained as one program.",
     )
+    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                        help="import MODULE first (repeatable): a module of yours that "
+                        "registers spaces, strategies or datasets (jaxnas.spaces.register, "
+                        "jaxnas.strategies.register, jaxnas.data.register)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     space = commands.add_parser("space", help="inspect search spaces and architectures")
@@ -369,33 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file", help="architecture JSON file (e.g. RUN/best/arch.json)")
     show.set_defaults(run=_space_show)
 
-    from jaxnas.search import strategy_names
-
+    default = SearchConfig()
     run = commands.add_parser(
-        "search", help="run a search (default: evolution over the mlp space on digits)",
+        "search", help=f"run a search (default: {default.strategy} over the {default.space} "
+        f"space on {default.dataset})",
         description="Search architectures, retrain the best on train+val and test it once.")
-    run.add_argument("--dataset", help="digits (default), mnist1d or PATH.npz with x, y "
-                     "(optionally x_test, y_test)")
-    run.add_argument("--space", choices=spaces.names(), help="search space (default mlp)")
-    run.add_argument("--strategy", choices=strategy_names(),
-                     help="search strategy (default evolution)")
-    run.add_argument("--population", type=_positive_int, help="architectures per generation")
-    run.add_argument("--generations", type=_positive_int, help="stop after this many generations")
-    run.add_argument("--budget-evals", type=_positive_int,
-                     help="stop after this many unique evaluations (default 96)")
-    run.add_argument("--budget-minutes", type=float, help="stop after this many minutes")
-    run.add_argument("--steps", type=_positive_int, help="training steps per candidate")
-    run.add_argument("--batch-size", type=_positive_int, help="training minibatch size")
-    run.add_argument("--lr", type=float, help="learning rate")
-    run.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
-    run.add_argument("--width", type=_positive_int, help="cell width (channels or units)")
-    run.add_argument("--cells", type=_positive_int, help="cells stacked in the model (default 1)")
-    run.add_argument("--norm", choices=("batch", "layer"),
-                     help="normalisation of conv ops (default batch, NAS-Bench-101/201's)")
-    run.add_argument("--final-steps", type=_positive_int,
-                     help="training steps when retraining the best on train+val")
-    run.add_argument("--seed", type=int, help="the run's seed (default 0)")
-    run.add_argument("--objective", choices=("loss", "loss+params", "loss+flops"))
+    _add_config_options(run)
+    run.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
+                     help="an option of the strategy's factory, e.g. tournament_size=3 "
+                     "(repeatable; values are read as JSON where they parse)")
     run.add_argument("--out", help="new run directory for the log, checkpoint, plots and model")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     run.add_argument("--quiet", action="store_true", help="no progress display")
@@ -457,13 +493,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export the best model of a run")
     export.add_argument("dir")
-    export.add_argument("--torch", required=True, metavar="FILE",
-                        help="write a PyTorch state dict for benchmarks.twin.SeedModule")
+    export.add_argument("--torch", metavar="FILE",
+                        help="write a self-contained torch.export program (torch.export.load, "
+                        "no jaxnas needed): raw inputs to logits (e.g. best.pt2)")
+    export.add_argument("--state-dict", metavar="FILE",
+                        help="write the state dict of jaxnas.export.seed_module's network")
     export.set_defaults(run=_export)
     return parser
 
 
+def _import_plugins(argv: list[str] | None) -> None:
+    """Imports the ``--import`` modules, which register spaces, strategies or datasets,
+    before the parser lists the registered names."""
+    import importlib
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--import", dest="imports", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    if known.imports and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as ``python -m``: modules of this directory
+    for module in known.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UsageError(f"--import {module}: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        _import_plugins(argv)
+    except UsageError as error:
+        print(f"jaxnas: error: {error}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)

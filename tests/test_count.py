@@ -15,7 +15,7 @@ def _dag_space(max_nodes=7, num_ops=3, max_edges=9, name="nasbench101"):
     # count() reads only these attributes of a Space
     op_names = tuple(f"op{i}" for i in range(num_ops))
     return SimpleNamespace(name=name, max_nodes=max_nodes, num_ops=num_ops,
-                           max_edges=max_edges, op_names=op_names)
+                           max_edges=max_edges, op_names=op_names, topology="dag")
 
 
 def _brute_force(max_nodes, num_ops, max_edges):

@@ -140,9 +140,9 @@ def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_p
     assert accuracy == pytest.approx(result["test_accuracy"], abs=1e-6)
     stem = predictor.params["stem"]
     assert not np.allclose(stem["mean"], 0) and not np.allclose(stem["var"], 1)
-    torch = pytest.importorskip("torch", reason="the torch export needs the benchmarks extra")
-    target = tmp_path / "best.pt"
-    _cli("export", str(reference), "--torch", str(target))
+    torch = pytest.importorskip("torch", reason="the torch export needs torch")
+    target = tmp_path / "state.pt"
+    _cli("export", str(reference), "--state-dict", str(target))
     state = torch.load(target)
     np.testing.assert_allclose(state["stem.1.running_mean"].numpy(), stem["mean"], rtol=1e-6)
     np.testing.assert_allclose(state["stem.1.running_var"].numpy(), stem["var"], rtol=1e-6)
@@ -242,22 +242,48 @@ def test_space_show(finished_run, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
+_PLAIN_TORCH = """
+import sys
+sys.modules["jaxnas"] = sys.modules["jax"] = None  # plain PyTorch: neither can be imported
+try:
+    import jaxnas
+except ImportError:
+    pass
+else:
+    raise SystemExit("jaxnas was importable")
+import numpy as np
+import torch
+program = torch.export.load(sys.argv[1]).module()
+with torch.no_grad():
+    np.save(sys.argv[3], program(torch.from_numpy(np.load(sys.argv[2]))).numpy())
+"""
+
+
 def test_export_to_torch_gives_the_same_predictions(finished_run, tmp_path):
-    torch = pytest.importorskip("torch", reason="the torch export needs the benchmarks extra")
-    from benchmarks.twin import SeedModule
+    torch = pytest.importorskip("torch", reason="the torch export needs torch")
+    from jaxnas import export
 
     out, _ = finished_run
-    target = tmp_path / "best.pt"
-    result = _cli("export", str(out), "--torch", str(target))
-    assert "wrote" in result.stdout
+    program, state = tmp_path / "best.pt2", tmp_path / "state.pt"
+    result = _cli("export", str(out), "--torch", str(program), "--state-dict", str(state))
+    assert "torch.export program" in result.stdout and "tensors" in result.stdout
     predictor = jaxnas.load(out)
-    module = SeedModule(predictor.space, predictor.arch, predictor.input_shape,
-                        predictor.num_classes, predictor.model_config)
-    module.load_state_dict(torch.load(target))
     x = jaxnas.data.load("digits", seed=3).x_test[:50]
+    raw = x * predictor.std + predictor.mean
+    np.save(tmp_path / "x.npy", raw)
+    subprocess.run([sys.executable, "-I", "-c", _PLAIN_TORCH, str(program),
+                    str(tmp_path / "x.npy"), str(tmp_path / "logits.npy")],
+                   check=True, timeout=300, cwd=tmp_path)
+    expected = predictor.logits(raw)
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-5, atol=1e-5)
+    module = export.seed_module(predictor.space, predictor.arch, predictor.params,
+                                predictor.input_shape, predictor.num_classes,
+                                predictor.model_config)
+    module.load_state_dict(torch.load(state))
     with torch.no_grad():
         logits = module(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(logits, predictor.logits(x, normalised=True), atol=1e-4)
+    np.testing.assert_allclose(logits, predictor.logits(x, normalised=True), rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_cli_gives_each_core_an_xla_cpu_device():

@@ -23,8 +23,11 @@ from jaxnas.train import (
     batch_indices,
     evaluate,
     make_train,
+    pad_rows,
     population_layout,
     put_data,
+    stack_candidates,
+    take_candidates,
     train_population,
 )
 from jaxnas.train._config import Hyperparams, make_optimizer, schedule_factor
@@ -149,7 +152,7 @@ def clone_candidate(state, index, population_size):
     def copy(leaf):
         return jnp.repeat(leaf[index:index + 1], population_size, axis=0)
 
-    return TrainState(*jax.tree.map(copy, tuple(state)[:4]), step=state.step)
+    return state.map_candidates(copy)
 
 
 def test_every_candidate_sees_the_same_minibatches(pool, device_data, first_run):
@@ -363,3 +366,19 @@ def test_buckets_default_by_platform():
     assert TrainConfig(buckets=2).buckets_for("cpu") == 2
     with pytest.raises(ValueError, match="buckets must be at least 1 or None"):
         TrainConfig(buckets=0)
+
+
+def test_candidates_are_taken_stacked_and_padded_by_field():
+    state = TrainState(params={"w": np.arange(6.0).reshape(3, 2)}, opt_state=(np.arange(3),),
+                       batch_key=np.arange(6, dtype=np.uint32).reshape(3, 2),
+                       diverged=np.array([False, True, False]), step=np.int32(7))
+    rows = [take_candidates(state, i) for i in range(3)]
+    assert bool(rows[1].diverged) and int(rows[1].step) == 7
+    np.testing.assert_array_equal(rows[2].params["w"], [4.0, 5.0])
+    back = stack_candidates(rows[::-1])
+    np.testing.assert_array_equal(back.params["w"], state.params["w"][::-1])
+    np.testing.assert_array_equal(back.batch_key, state.batch_key[::-1])
+    padded = state.map_candidates(lambda leaf: pad_rows(leaf, 5))
+    np.testing.assert_array_equal(padded.opt_state[0], [0, 1, 2, 0, 0])
+    np.testing.assert_array_equal(padded.diverged, [False, True, False, False, False])
+    assert int(padded.step) == 7

@@ -22,6 +22,7 @@ import optax  # noqa: E402
 
 import jaxnas.spaces  # noqa: E402
 from benchmarks import twin  # noqa: E402
+from jaxnas import export  # noqa: E402
 from jaxnas.arch._encoding import unstack  # noqa: E402
 from jaxnas.nn import ModelConfig, make_model, with_stats  # noqa: E402
 
@@ -170,20 +171,31 @@ def test_jax_and_torch_agree(space_name, shape_name, norm):
                                        rtol=1e-5, atol=1e-5)
 
 
-def test_export_state_dict_runs_in_a_fresh_module():
-    space = jaxnas.spaces.get("nasbench201")
-    shape = SHAPES["digits"]
+@pytest.mark.parametrize("space_name, shape", [("nasbench201", "digits"), ("conv", "mnist1d"),
+                                              ("mlp", "digits")])
+def test_export_state_dict_and_program_predict_like_jaxnas(space_name, shape):
+    space, population = _population(space_name)
+    shape = SHAPES[shape]
     config = ModelConfig(width=4)
-    arch = unstack(_population("nasbench201")[1])[0]
+    arch = unstack(population)[1]
     model = make_model(space, shape, NUM_CLASSES, config)
     params = jax.tree_util.tree_map(lambda a: a[0], _random_params(model, np.random.default_rng(0)))
-    state = twin.export_state_dict(space, arch, params, shape, NUM_CLASSES, config)
+    state = export.state_dict(space, arch, params, shape, NUM_CLASSES, config)
     fresh = twin.SeedModule(space, arch, shape, NUM_CLASSES, config)
     fresh.load_state_dict(state)
-    loaded = twin.SeedModule(space, arch, shape, NUM_CLASSES, config).load_jax_params(params)
-    x = torch.randn((3,) + shape)
+    fresh.eval()
+    x = np.random.default_rng(1).normal(size=(3,) + shape).astype(np.float32)
+    mean, std = x.mean(0), x.std(0) + 0.5
+    expected = np.asarray(model.apply(params, arch, (x - mean) / std))
+    atol = 1e-5 * max(1.0, float(np.abs(expected).max()))
+    program = export.torch_program(space, arch, params, shape, NUM_CLASSES, config, mean, std)
     with torch.no_grad():
-        torch.testing.assert_close(fresh(x), loaded(x))
+        np.testing.assert_allclose(fresh(torch.from_numpy((x - mean) / std)).numpy(), expected,
+                                   rtol=1e-5, atol=atol)
+        np.testing.assert_allclose(program.module()(torch.from_numpy(x)).numpy(), expected,
+                                   rtol=1e-5, atol=atol)
+        np.testing.assert_allclose(program.module()(torch.from_numpy(x[:1])).numpy(),
+                                   expected[:1], rtol=1e-5, atol=atol)
 
 
 def test_train_seed_style_same_minibatches_for_every_candidate():

@@ -4,6 +4,6 @@ Imports numpy only; scikit-learn and mnist1d are imported by the loaders that ne
 """
 
 from jaxnas.data._checks import DataError
-from jaxnas.data._datasets import Dataset, from_arrays, load, names
+from jaxnas.data._datasets import Dataset, from_arrays, load, names, register
 
-__all__ = ["DataError", "Dataset", "from_arrays", "load", "names"]
+__all__ = ["DataError", "Dataset", "from_arrays", "load", "names", "register"]

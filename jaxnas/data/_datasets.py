@@ -213,8 +213,31 @@ def load(
 
 
 def names() -> tuple[str, ...]:
-    """The names of the built-in datasets, e.g. ("digits", "mnist1d")."""
+    """The names of the built-in and registered datasets, e.g. ("digits", "mnist1d")."""
     return tuple(_BUILTINS)
+
+
+def register(name: str, loader: Callable[[], tuple]) -> None:
+    """Adds (or replaces) the dataset ``name``, which ``load(name)`` then reads.
+
+    Args:
+      name: the name to load it by (not ending in ".npz").
+      loader: ``loader() -> (x, y)`` or ``(x, y, x_test, y_test)``, numpy arrays as for
+        ``from_arrays``; called by every ``load``, which splits and normalises.
+    """
+    if not callable(loader):
+        raise TypeError(f"the loader of dataset {name!r} must be callable")
+    if name.endswith(".npz"):
+        raise ValueError(f"a dataset name must not end in .npz; got {name!r}")
+
+    def raw() -> _RawArrays:
+        arrays = tuple(loader())
+        if len(arrays) not in (2, 4):
+            raise DataError(f"the loader of dataset {name!r} must return (x, y) or "
+                            f"(x, y, x_test, y_test); got {len(arrays)} arrays")
+        return arrays if len(arrays) == 4 else (*arrays, None, None)
+
+    _BUILTINS[name] = raw
 
 
 def _read_npz(path: str) -> _RawArrays:

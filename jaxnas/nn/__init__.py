@@ -7,9 +7,9 @@ functions (``init``, ``apply``, ``apply_train``, ``apply_relaxed``, ``num_params
 that mirrors the interpreter elsewhere (the PyTorch twin, exporters).
 """
 
-from jaxnas.nn._layout import Layout, ModelConfig, make_layout
+from jaxnas.nn._layout import NORMS, Layout, ModelConfig, make_layout
 from jaxnas.nn._model import STAT_KEYS, Model, make_model, node_values, with_stats
 from jaxnas.nn._ops import OpSpec, parse_op, tap_mask
 
-__all__ = ["STAT_KEYS", "Layout", "Model", "ModelConfig", "OpSpec", "make_layout", "make_model",
-           "node_values", "parse_op", "tap_mask", "with_stats"]
+__all__ = ["NORMS", "STAT_KEYS", "Layout", "Model", "ModelConfig", "OpSpec", "make_layout",
+           "make_model", "node_values", "parse_op", "tap_mask", "with_stats"]

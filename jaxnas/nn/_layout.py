@@ -9,7 +9,9 @@ import math
 import numpy as np
 
 from jaxnas.nn._ops import OpSpec, parse_op, tap_mask
-from jaxnas.spaces import ChainSpace, Space
+from jaxnas.spaces import Space
+
+NORMS = ("batch", "layer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +58,9 @@ class ModelConfig:
         if self.init not in ("auto", "torch", "he"):
             raise ValueError("ModelConfig.init must be 'auto', 'torch' or 'he'; got "
                              f"{self.init!r}")
-        if self.norm not in ("batch", "layer"):
-            raise ValueError(f"ModelConfig.norm must be 'batch' or 'layer'; got {self.norm!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"ModelConfig.norm must be one of {', '.join(NORMS)}; "
+                             f"got {self.norm!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +180,7 @@ def make_layout(space: Space, input_shape: tuple[int, ...], num_classes: int,
         raise ValueError(f"num_classes must be at least 2; got {num_classes}")
     specs = tuple(parse_op(name) for name in space.op_names)
     spatial = any(s.spatial for s in specs)
-    raw_input = isinstance(space, ChainSpace)
+    raw_input = space.topology == "chain"
     if raw_input:
         if space.min_layers < 1:
             raise ValueError("the interpreter needs chains of at least one layer (min_layers "

@@ -77,6 +77,17 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
+def register(name: str, factory: Callable[..., Space]) -> None:
+    """Adds (or replaces) the space ``name``: ``factory(**config) -> Space``.
+
+    The factory's space should carry ``name`` as its ``name``, so that run directories
+    and architecture files that name it find it again.
+    """
+    if not callable(factory):
+        raise TypeError(f"the factory of space {name!r} must be callable")
+    _REGISTRY[name] = factory
+
+
 def get(name: str, **config) -> Space:
     """Builds the space registered under ``name`` with optional configuration."""
     if name not in _REGISTRY:
@@ -87,6 +98,6 @@ def get(name: str, **config) -> Space:
 __all__ = [
     "ChainSpace", "DagSpace", "NasBench101Space", "NasBench201Space", "NasBenchGraphSpace",
     "Space", "chain_arch", "conv", "dag", "get", "mlp", "nasbench101", "nasbench201",
-    "nasbench_graph", "nasbench_graph_arch", "names",
+    "nasbench_graph", "nasbench_graph_arch", "names", "register",
     "NB101_OPS", "DENSE_CELL_OPS", "CONV_CELL_OPS",
 ]

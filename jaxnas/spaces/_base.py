@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -24,11 +25,21 @@ class Space(abc.ABC):
       max_edges: the largest number of edges an architecture may have.
       edge_labelled: True when the published form labels edges (NAS-Bench-201);
         jaxnas then stores the standard edge -> node transformation.
+      topology: what an architecture's adjacency may be, for code that builds or
+        reads architectures without the space's own functions (a class attribute):
+        "chain" (layers in sequence, each one op; the depth is a choice, between
+        ``min_layers`` and ``max_layers``; the first layer reads the raw input),
+        "dag" (any DAG over the padded nodes, ops on the nodes), "fixed" (one
+        adjacency, only the ops vary), "link" (NAS-Bench-Graph's macro DAG: each op
+        node reads the input or one earlier op node, the leaves summed into the
+        output), or None (none of these: such code refuses the space).
 
     ``sample`` and ``mutate`` are jittable and vmappable (the space itself is a
     hashable static value); ``neighbours``, ``enumerate`` and ``canonical_hash``
     run on the host.
     """
+
+    topology: ClassVar[str | None] = None
 
     name: str
     max_nodes: int
@@ -88,6 +99,10 @@ class Space(abc.ABC):
     def is_valid(self, arch: Arch) -> jax.Array:
         """Jittable validity of one architecture."""
         return enc.is_valid(arch, self.num_ops, self.max_edges)
+
+    def fixed_adj(self) -> np.ndarray:
+        """(N, N) int8: the one adjacency of a space whose ``topology`` is "fixed"."""
+        raise NotImplementedError(f"space {self.name!r} has no fixed adjacency")
 
     def canonical_hash(self, arch: Arch) -> str:
         """Key of an architecture's equivalence class (host): equal iff equivalent."""

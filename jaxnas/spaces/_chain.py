@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,8 @@ class ChainSpace(Space):
     every layer's op uniformly. ``mutate`` inserts a layer, deletes one, or
     changes one layer's op, uniformly, retrying until the result is valid and new.
     """
+
+    topology: ClassVar[str] = "chain"
 
     min_layers: int = 1
 

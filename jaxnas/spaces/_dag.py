@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,8 @@ class DagSpace(Space):
     remove a node, remove an edge, change an op) and retries until the result
     is valid and differs from the parent.
     """
+
+    topology: ClassVar[str] = "dag"
 
     max_tries: int = 512
 

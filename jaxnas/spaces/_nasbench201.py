@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,8 @@ class NasBench201Space(Space):
     15,625 cells; ``mutate`` changes one op to a different one, uniformly;
     ``canonical_hash`` follows NATS-Bench's unique-architecture rule.
     """
+
+    topology: ClassVar[str] = "fixed"
 
     name: str = "nasbench201"
     max_nodes: int = 8
@@ -88,6 +91,9 @@ class NasBench201Space(Space):
     def is_valid(self, arch: Arch) -> jax.Array:
         return (super().is_valid(arch) & jnp.all(arch.adj == jnp.asarray(NB201_ADJ))
                 & jnp.all(arch.ops[_INNER] >= 0))
+
+    def fixed_adj(self) -> np.ndarray:
+        return NB201_ADJ
 
     def canonical_hash(self, arch: Arch) -> str:
         return hashlib.md5(nb201_unique_str(arch).encode()).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +53,7 @@ class NasBenchGraphSpace(Space):
     benchmark's ops (its proteins table covers gcn, sage, arma, fc and skip).
     """
 
+    topology: ClassVar[str | None] = "link"
     name: str = "nasbench_graph"
     max_nodes: int = 6
     op_names: tuple[str, ...] = NBG_OPS

@@ -35,6 +35,16 @@ strategy except ``local`` fuses (``local`` computes variable-sized
 neighbourhoods on the host with ``space.neighbours``).
 
 Strategies never import the trainer or the model: they see archs and fitness.
+
+Adding a strategy: ``register(name, factory)`` with a factory
+``factory(space, *, batch_size, ..., **options) -> Strategy``. The search driver
+offers every factory the same keyword context and passes those its signature
+names (or all of them to a ``**context``): ``batch_size`` (the population),
+``objectives``, ``weights``, ``max_steps`` (training steps of a full evaluation),
+``budget`` (unique evaluations), ``model_config``, ``train_config``, ``data`` and
+``score_fn`` (a training-free proxy, built only for a factory that takes it). Its
+other keyword arguments are the strategy's options (``strategy_options``,
+``--strategy-option KEY=VALUE``).
 """
 
 from __future__ import annotations
@@ -71,17 +81,31 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get(name: str, space: Space | str, **config) -> Strategy:
-    """Builds the strategy registered under ``name`` for ``space`` (a Space or a space name)."""
+def register(name: str, factory: Callable[..., Strategy]) -> None:
+    """Adds (or replaces) the strategy ``name``: ``factory(space, **config) -> Strategy``."""
+    if not callable(factory):
+        raise TypeError(f"the factory of strategy {name!r} must be callable")
+    _REGISTRY[name] = factory
+
+
+def factory(name: str) -> Callable[..., Strategy]:
+    """The factory registered under ``name``."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def get(name: str, space: Space | str, **config) -> Strategy:
+    """Builds the strategy registered under ``name`` for ``space`` (a Space or a space name)."""
+    build = factory(name)
     if isinstance(space, str):
         space = spaces.get(space)
-    return _REGISTRY[name](space, **config)
+    return build(space, **config)
 
 
 __all__ = [
-    "History", "Info", "Strategy", "bananas", "evolution", "get", "hyperband", "local_search",
-    "make_fused", "names", "objectives", "pareto", "random_search", "reinforce", "run_fused",
+    "History", "Info", "Strategy", "bananas", "evolution", "factory", "get", "hyperband",
+    "local_search", "make_fused", "names", "objectives", "pareto", "random_search", "register",
+    "reinforce", "run_fused",
     "run_stepwise", "score", "successive_halving", "top_scored", "zero_cost",
 ]

@@ -34,6 +34,8 @@ class Info(NamedTuple):
       vector_fitness: with M > 1 the strategy ranks by Pareto dominance and
         ``best`` returns a front; otherwise M > 1 fitness is scalarised with
         ``params.weights``.
+      max_asks: the strategy has nothing more to propose after this many asks (a
+        one-shot method asks once); None: it can ask forever.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Info(NamedTuple):
     jittable: bool
     multi_fidelity: bool
     vector_fitness: bool
+    max_asks: int | None = None
 
 
 class Strategy(NamedTuple):

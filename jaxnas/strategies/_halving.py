@@ -150,8 +150,18 @@ def _multi_fidelity(name: str, space: Space, brackets: list[tuple[int, int]], ba
     return Strategy(init, ask, tell, best, fidelity, default_params, space, info)
 
 
-def successive_halving(space: Space, *, batch_size: int = 4, eta: int = 3, rungs: int = 4,
-                       max_steps: int = 27, objectives: int = 1, weights=None) -> Strategy:
+def rungs_within(budget: int, batch_size: int, eta: int = 3, most: int = 4) -> int:
+    """Rungs (at most ``most``) of a successive-halving bracket whose evaluations fit
+    ``budget``: a bracket of s + 1 rungs evaluates batch_size * (eta**s + ... + 1) archs."""
+    rungs = 1
+    while rungs < most and batch_size * sum(eta**i for i in range(rungs + 1)) <= budget:
+        rungs += 1
+    return rungs
+
+
+def successive_halving(space: Space, *, batch_size: int = 4, eta: int = 3,
+                       rungs: int | None = None, max_steps: int = 27, objectives: int = 1,
+                       weights=None, budget: int | None = None) -> Strategy:
     """Successive halving (Jamieson & Talwalkar 2016), brackets repeated forever.
 
     With R = ``max_steps`` and s = ``rungs - 1``, a bracket asks ``batch_size *
@@ -165,19 +175,23 @@ def successive_halving(space: Space, *, batch_size: int = 4, eta: int = 3, rungs
       space: the search space.
       batch_size: B, archs per ask; every rung is a multiple of B.
       eta: reduction factor, static.
-      rungs: rungs per bracket, static.
+      rungs: rungs per bracket, static; None: ``rungs_within(budget, batch_size, eta)``
+        with a budget, else 4.
       max_steps: default of the traced ``params.max_steps`` (R).
       objectives: M; M > 1 fitness is scalarised with ``params.weights``.
       weights: (M,) default weights (1/M each).
+      budget: the unique evaluations a search may spend (only sizes ``rungs``).
     """
+    rungs = _rungs(rungs, budget, batch_size, eta)
     if rungs < 1:
         raise ValueError(f"halving: rungs must be at least 1; got {rungs}")
     return _multi_fidelity("halving", space, [(rungs - 1, 1)], batch_size, eta, max_steps,
                            objectives, weights)
 
 
-def hyperband(space: Space, *, batch_size: int = 4, eta: int = 3, rungs: int = 4,
-              max_steps: int = 27, objectives: int = 1, weights=None) -> Strategy:
+def hyperband(space: Space, *, batch_size: int = 4, eta: int = 3, rungs: int | None = None,
+              max_steps: int = 27, objectives: int = 1, weights=None,
+              budget: int | None = None) -> Strategy:
     """Hyperband (Li et al. 2017): successive halving over brackets s = s_max, ..., 0.
 
     With ``s_max = rungs - 1`` and R = ``max_steps``, bracket s starts
@@ -186,9 +200,16 @@ def hyperband(space: Space, *, batch_size: int = 4, eta: int = 3, rungs: int = 4
     them s times up to R steps; after bracket 0 the cycle repeats. Arguments as
     in ``successive_halving``.
     """
+    rungs = _rungs(rungs, budget, batch_size, eta)
     if rungs < 1:
         raise ValueError(f"hyperband: rungs must be at least 1; got {rungs}")
     top = rungs - 1
     brackets = [(s, math.ceil((top + 1) / (s + 1))) for s in range(top, -1, -1)]
     return _multi_fidelity("hyperband", space, brackets, batch_size, eta, max_steps,
                            objectives, weights)
+
+
+def _rungs(rungs: int | None, budget: int | None, batch_size: int, eta: int) -> int:
+    if rungs is not None:
+        return rungs
+    return 4 if budget is None else rungs_within(budget, batch_size, eta)

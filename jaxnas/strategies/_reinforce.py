@@ -26,16 +26,7 @@ import optax
 
 from jaxnas.arch import _encoding as enc
 from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch
-from jaxnas.arch._nasbench201 import NB201_ADJ
-from jaxnas.spaces import (
-    ChainSpace,
-    DagSpace,
-    NasBench201Space,
-    NasBenchGraphSpace,
-    Space,
-    chain_arch,
-    nasbench_graph_arch,
-)
+from jaxnas.spaces import Space, chain_arch, nasbench_graph_arch
 from jaxnas.strategies import _base
 from jaxnas.strategies._base import Info, Strategy
 
@@ -61,14 +52,16 @@ def decisions(space: Space) -> Decisions:
     """The controller's decisions for a space; ValueError for unsupported spaces."""
     k = space.num_ops
     n = space.max_nodes
-    if isinstance(space, NasBench201Space):
+    if space.topology == "fixed":
+        fixed = jnp.asarray(space.fixed_adj())
+
         def decode_cell(choices):
             ops = jnp.concatenate([jnp.array([INPUT]), choices, jnp.array([OUTPUT])])
-            return (Arch(adj=jnp.asarray(NB201_ADJ), ops=ops.astype(jnp.int32)),
+            return (Arch(adj=fixed, ops=ops.astype(jnp.int32)),
                     jnp.ones(choices.shape, bool))
 
-        return Decisions(np.ones((6, k), bool), decode_cell, checked=False)
-    if isinstance(space, ChainSpace):
+        return Decisions(np.ones((n - 2, k), bool), decode_cell, checked=False)
+    if space.topology == "chain":
         layers, shallowest = space.max_layers, space.min_layers
         depths = layers - shallowest + 1
         mask = np.zeros((1 + layers, max(k, depths)), bool)
@@ -82,7 +75,7 @@ def decisions(space: Space) -> Decisions:
             return arch, jnp.concatenate([jnp.array([True]), active])
 
         return Decisions(mask, decode_chain, checked=False)
-    if isinstance(space, NasBenchGraphSpace):
+    if space.topology == "link":
         mask = np.zeros((7, max(k, 4)), bool)
         for node in range(3):
             mask[node, :node + 2] = True
@@ -93,7 +86,7 @@ def decisions(space: Space) -> Decisions:
             return nasbench_graph_arch(link, choices[3:]), jnp.ones(choices.shape, bool)
 
         return Decisions(mask, decode_graph, checked=True)
-    if isinstance(space, DagSpace):
+    if space.topology == "dag":
         rows, cols = np.triu_indices(n, 1)
         edges = len(rows)
         mask = np.zeros((edges + n - 2, max(k, 2)), bool)

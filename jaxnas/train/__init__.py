@@ -10,7 +10,13 @@ device (every process after ``initialize_distributed``).
 from jaxnas.train._config import OPTIMIZERS, SCHEDULES, Hyperparams, TrainConfig
 from jaxnas.train._distributed import initialize_distributed
 from jaxnas.train._layout import PopulationLayout, population_layout
-from jaxnas.train._programs import TrainState, batch_indices
+from jaxnas.train._programs import (
+    TrainState,
+    batch_indices,
+    pad_rows,
+    stack_candidates,
+    take_candidates,
+)
 from jaxnas.train._trainer import (
     DeviceData,
     TrainResult,
@@ -25,6 +31,6 @@ from jaxnas.train._trainer import (
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "DeviceData", "Hyperparams", "PopulationLayout", "TrainConfig",
     "TrainResult", "TrainState", "batch_indices", "bucket_limits", "evaluate",
-    "initialize_distributed", "make_evaluate", "make_train", "population_layout", "put_data",
-    "train_population",
+    "initialize_distributed", "make_evaluate", "make_train", "pad_rows", "population_layout",
+    "put_data", "stack_candidates", "take_candidates", "train_population",
 ]

@@ -11,6 +11,7 @@ jit caches them per data shapes; architectures, keys and swept numbers are trace
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -49,6 +50,37 @@ class TrainState(NamedTuple):
     batch_key: jax.Array
     diverged: jax.Array
     step: jax.Array
+
+    def candidates(self) -> dict[str, Any]:
+        """The per-candidate fields (every leaf with leading axis P), by name."""
+        return {name: getattr(self, name) for name in _CANDIDATE_FIELDS}
+
+    def map_candidates(self, fn: Callable[[jax.Array], jax.Array]) -> TrainState:
+        """The state with ``fn`` applied to every per-candidate leaf; ``step`` is kept."""
+        return self._replace(**jax.tree.map(fn, self.candidates()))
+
+
+_CANDIDATE_FIELDS = ("params", "opt_state", "batch_key", "diverged")
+
+
+def pad_rows(leaf, size: int):
+    """``leaf`` (P, ...) padded to (size, ...) with copies of row 0, so padding
+    candidates are real ones (numpy in, numpy out; jax in, a new jax array out)."""
+    xp = np if isinstance(leaf, np.ndarray) else jnp
+    return xp.concatenate([leaf, xp.repeat(leaf[:1], size - leaf.shape[0], axis=0)])
+
+
+def take_candidates(state: TrainState, index) -> TrainState:
+    """Candidates of a population state: ``index`` an int (one candidate, no leading
+    axis) or an array of rows; ``step`` is shared."""
+    return state.map_candidates(lambda leaf: leaf[index])
+
+
+def stack_candidates(states: list[TrainState]) -> TrainState:
+    """One population state of single-candidate states (``take_candidates(s, i)``); the
+    step is the first's."""
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *(s.candidates() for s in states))
+    return states[0]._replace(**stacked)
 
 
 @functools.lru_cache(maxsize=16)
@@ -353,12 +385,8 @@ def pad_program(devices: tuple[jax.Device, ...], size: int):
     by_candidate = NamedSharding(mesh, Spec(AXIS))
 
     def pad(state: TrainState) -> TrainState:
-        def rows(leaf):
-            extra = size - leaf.shape[0]
-            return jnp.concatenate([leaf, jnp.repeat(leaf[:1], extra, axis=0)])
-
-        candidates = jax.tree.map(rows, tuple(state)[:4])
-        return TrainState(*candidates, step=jnp.asarray(state.step, jnp.int32) + 0)
+        padded = state.map_candidates(lambda leaf: pad_rows(leaf, size))
+        return padded._replace(step=jnp.asarray(state.step, jnp.int32) + 0)
 
     shardings = TrainState(by_candidate, by_candidate, by_candidate, by_candidate,
                            NamedSharding(mesh, Spec()))
@@ -370,8 +398,7 @@ def take_program(population: int):
     """Jitted: a padded state -> its first ``population`` candidates."""
 
     def take(state: TrainState) -> TrainState:
-        candidates = jax.tree.map(lambda leaf: leaf[:population], tuple(state)[:4])
-        return TrainState(*candidates, step=state.step)
+        return take_candidates(state, slice(0, population))
 
     return jax.jit(take)
 
@@ -381,8 +408,7 @@ def rows_program():
     """Jitted: (a state, rows (R,) int32) -> a state of those R candidates."""
 
     def rows(state: TrainState, index: jax.Array) -> TrainState:
-        candidates = jax.tree.map(lambda leaf: leaf[index], tuple(state)[:4])
-        return TrainState(*candidates, step=state.step)
+        return take_candidates(state, index)
 
     return jax.jit(rows)
 
@@ -393,9 +419,9 @@ def merge_program():
     is row ``order[i]`` of the groups' concatenation."""
 
     def merge(states: tuple[TrainState, ...], order: jax.Array) -> TrainState:
-        candidates = jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[order],
-                                  *(tuple(s)[:4] for s in states))
-        return TrainState(*candidates, step=states[0].step)
+        merged = jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[order],
+                              *(s.candidates() for s in states))
+        return states[0]._replace(**merged)
 
     return jax.jit(merge)
 
@@ -423,8 +449,7 @@ def evaluate_program(model: Model, eval_batch_size: int, chunk: int):
         count = -(-size // chunk)
 
         def split(a):  # padded with copies of candidate 0, dropped below
-            a = jnp.concatenate([a, jnp.repeat(a[:1], count * chunk - size, 0)])
-            return a.reshape(count, chunk, *a.shape[1:])
+            return pad_rows(a, count * chunk).reshape(count, chunk, *a.shape[1:])
 
         loss, acc = jax.lax.map(lambda part: validate(model, *part, *batches),
                                 jax.tree.map(split, (params, archs)))

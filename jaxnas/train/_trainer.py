@@ -27,7 +27,7 @@ from jaxnas.spaces import Space
 from jaxnas.train import _programs
 from jaxnas.train._config import Hyperparams, TrainConfig
 from jaxnas.train._layout import population_layout, round_up
-from jaxnas.train._programs import AXIS, KEY_IMPL, TrainState
+from jaxnas.train._programs import AXIS, KEY_IMPL, TrainState, pad_rows
 
 
 class TrainResult(NamedTuple):
@@ -128,7 +128,7 @@ def make_train(space: Space, config: TrainConfig | None = None,
         population = ops.shape[0]
         # Checked at a rounded size (copies of row 0): one validity program for many P.
         rounded = round_up(population, 1)
-        _check_valid(space, _pad_rows(adj, rounded), _pad_rows(ops, rounded))
+        _check_valid(space, pad_rows(adj, rounded), pad_rows(ops, rounded))
         if state is not None:
             _check_state(state, population)
         replicated = NamedSharding(_programs.mesh_of(devices), Spec())
@@ -179,11 +179,11 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
     layout = population_layout(population, chunk, len(devices), static.population_rounding)
     mesh = _programs.mesh_of(devices)
     by_candidate = NamedSharding(mesh, Spec(AXIS))
-    archs = jax.tree.map(lambda a: _global(_pad_rows(a, layout.size), by_candidate), archs)
+    archs = jax.tree.map(lambda a: _global(pad_rows(a, layout.size), by_candidate), archs)
     if state is not None:
         start_from = _programs.pad_program(devices, layout.size)(state)
     else:
-        start_from = (_global(_pad_rows(keys[0], layout.size), by_candidate),
+        start_from = (_global(pad_rows(keys[0], layout.size), by_candidate),
                       _global(keys[1], NamedSharding(mesh, Spec())))
         if static.keep_state:
             start_from = _programs.init_program(
@@ -328,7 +328,7 @@ def _start_keys(key: jax.Array, batch_key: jax.Array | None, population: int,
                          f"keys of shape {data.shape[:-1]}")
     if batch_key is None:
         raise ValueError("per-candidate keys need a batch_key for the shared minibatch order")
-    return _pad_rows(data, size), _one_key(batch_key)
+    return pad_rows(data, size), _one_key(batch_key)
 
 
 def _one_key(key: jax.Array) -> np.ndarray:
@@ -362,13 +362,6 @@ def _host_population(space: Space, archs: Arch) -> tuple[np.ndarray, np.ndarray]
         raise ArchError("cannot train an empty population")
     return adj.astype(np.int8), ops.astype(np.int32)
 
-
-def _pad_rows(value: np.ndarray, size: int) -> np.ndarray:
-    """Pads axis 0 to ``size`` with copies of row 0 (padding candidates are real archs)."""
-    extra = size - value.shape[0]
-    if extra == 0:
-        return value
-    return np.concatenate([value, np.repeat(value[:1], extra, axis=0)])
 
 
 def _check_valid(space: Space, adj: np.ndarray, ops: np.ndarray) -> None:
@@ -462,9 +455,7 @@ def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
     data_args = (data.x_train, data.y_train, data.x_val, data.y_val)
 
     def evaluate(key: jax.Array, archs: Arch) -> jax.Array:
-        padding = layout.size - population
-        padded = jax.tree_util.tree_map(
-            lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[:1], padding, 0)]), archs)
+        padded = jax.tree_util.tree_map(lambda leaf: pad_rows(leaf, layout.size), archs)
         with jax.threefry_partitionable(False):
             keys = _programs.derive_keys_program(layout.size)(jax.random.key_data(key))
             (val_loss, _, _), _ = program(keys, padded, hyper, *data_args)

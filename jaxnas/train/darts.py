@@ -33,7 +33,7 @@ from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, ArchError
 from jaxnas.arch._graph import live_mask
 from jaxnas.data import Dataset
 from jaxnas.nn import ModelConfig, make_model
-from jaxnas.spaces import ChainSpace, NasBench201Space, Space
+from jaxnas.spaces import Space
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,19 +68,15 @@ class DartsResult(NamedTuple):
 def darts(key: jax.Array, space: Space, data: Dataset,
           config: DartsConfig = DartsConfig()) -> DartsResult:  # noqa: B008 (frozen)
     """Runs first-order DARTS on ``data`` and returns the discretised architecture."""
-    if isinstance(space, ChainSpace):
-        raise ValueError(f"darts does not support the chain space {space.name!r}: its depth "
-                         "is not an op choice")
+    check_space(space)
     n, k = space.max_nodes, space.num_ops
-    fixed = isinstance(space, NasBench201Space)
+    fixed = space.topology == "fixed"
     model = make_model(space, data.input_shape, data.num_classes, config.model)
     k_init, k_alpha, k_batches = jax.random.split(key, 3)
     index = jnp.arange(n)
     upper = (index[:, None] < index[None, :]).astype(jnp.float32)
     if fixed:
-        from jaxnas.arch._nasbench201 import NB201_ADJ
-
-        topology = jnp.asarray(NB201_ADJ, jnp.float32)
+        topology = jnp.asarray(space.fixed_adj(), jnp.float32)
     inner = ((index > 0) & (index < n - 1)).astype(jnp.float32)[:, None]
 
     def relaxed(arch_params):
@@ -132,6 +128,14 @@ def darts(key: jax.Array, space: Space, data: Dataset,
                        val_loss=np.asarray(val_loss))
 
 
+def check_space(space: Space) -> None:
+    """Raises ValueError for a space DARTS cannot search: only cells ("dag" or "fixed"
+    topology) relax into a supernet; a chain's depth is not an op choice."""
+    if space.topology not in ("dag", "fixed"):
+        raise ValueError(f"darts does not support the {space.topology or 'custom'} space "
+                         f"{space.name!r}: it searches cells (dag or fixed topology)")
+
+
 def discretise(space: Space, edges: np.ndarray, op_weights: np.ndarray,
                inputs_per_node: int = 2) -> Arch:
     """A valid architecture from relaxed weights (host; see the module docstring).
@@ -146,7 +150,7 @@ def discretise(space: Space, edges: np.ndarray, op_weights: np.ndarray,
     ops = np.full(n, PAD, np.int32)
     ops[0], ops[-1] = INPUT, OUTPUT
     ops[1:-1] = op_weights[1:-1].argmax(-1)
-    if isinstance(space, NasBench201Space):
+    if space.topology == "fixed":
         return Arch(adj=(edges > 0).astype(np.int8), ops=ops)
     adj = np.zeros((n, n), np.int8)
     for node in range(1, n):

@@ -1,0 +1,66 @@
+"""The found model outside jaxnas, as PyTorch (torch is optional, imported on use).
+
+* ``torch_program``: a self-contained ``torch.export`` program of one architecture
+  with its trained parameters (and, optionally, the input normalisation): plain
+  PyTorch loads it with ``torch.export.load`` and needs neither jaxnas nor JAX. It
+  holds only the architecture's live nodes; batch norm runs in evaluation mode with
+  the running statistics.
+* ``seed_module`` / ``state_dict``: the same network as an ``nn.Module`` built by
+  jaxnas (``jaxnas.export._seed.SeedModule``), and its state dict.
+
+Inputs are in jaxnas's layout, (B, *input_shape).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from jaxnas.arch import Arch
+from jaxnas.nn import ModelConfig
+from jaxnas.spaces import Space
+
+
+def _torch_module():
+    try:
+        from jaxnas.export import _seed
+    except ImportError:
+        raise ImportError("exporting to PyTorch needs torch (pip install torch)") from None
+    return _seed
+
+
+def seed_module(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ...],
+                num_classes: int, config: ModelConfig = ModelConfig()):  # noqa: B008 (frozen)
+    """One architecture with its jaxnas parameters as a PyTorch module in eval mode."""
+    module = _torch_module().SeedModule(space, arch, input_shape, num_classes, config)
+    return module.load_jax_params(params).eval()
+
+
+def state_dict(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ...],
+               num_classes: int, config: ModelConfig = ModelConfig()):  # noqa: B008 (frozen)
+    """The state dict of ``seed_module``'s network (tensors by module path)."""
+    return seed_module(space, arch, params, input_shape, num_classes, config).state_dict()
+
+
+def torch_program(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ...],
+                  num_classes: int, config: ModelConfig = ModelConfig(),  # noqa: B008 (frozen)
+                  mean: np.ndarray | None = None, std: np.ndarray | None = None):
+    """A ``torch.export`` program: raw inputs (B, *input_shape) -> logits (B, num_classes),
+    any batch size B.
+
+    With ``mean`` and ``std`` (each of shape ``input_shape``, as a run's dataset) the
+    program normalises its inputs first, as ``jaxnas.load(...).logits`` does. Save it
+    with ``torch.export.save``; ``torch.export.load(file).module()`` runs it without
+    jaxnas.
+    """
+    import torch
+
+    module = _torch_module().Normalised(seed_module(space, arch, params, input_shape,
+                                                    num_classes, config), mean, std).eval()
+    example = torch.zeros((2, *input_shape), dtype=torch.float32)
+    batch = torch.export.Dim("batch", min=1)
+    return torch.export.export(module, (example,), dynamic_shapes={"x": {0: batch}})
+
+
+__all__ = ["seed_module", "state_dict", "torch_program"]

@@ -1,0 +1,184 @@
+"""What defines a search (``SearchConfig``), what it records and what it returns.
+
+``SearchConfig`` is the one source of truth for the settings of a search: their
+defaults, their choices and their help text (field metadata), from which the
+``jaxnas search`` command builds its options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from jaxnas import spaces as spaces_lib
+from jaxnas.arch import Arch, describe
+from jaxnas.nn import NORMS, ModelConfig
+from jaxnas.train import OPTIMIZERS
+
+OBJECTIVES = ("loss", "loss+params", "loss+flops")
+# Two objectives are (validation loss, log10 of params or FLOPs); strategies that do not
+# rank by Pareto dominance, and the choice of the one model to retrain, use this sum.
+OBJECTIVE_WEIGHTS = (1.0, 0.1)
+
+
+class SearchError(Exception):
+    """A user mistake or an unusable run directory; the message is one line."""
+
+
+class SearchInterrupted(Exception):
+    """Ctrl-C: the search stopped after writing its checkpoint."""
+
+
+def _setting(default: Any, text: str, *, choices=None, flag: str | None = None,
+             minimum: int | None = None) -> Any:
+    """A ``SearchConfig`` field whose metadata the CLI turns into an option."""
+    metadata = {"help": text, "choices": choices, "flag": flag, "minimum": minimum}
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=dict, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search (written to result.json and the checkpoint).
+
+    Attributes:
+      space: registered space name (``jaxnas.spaces.register``).
+      strategy: registered strategy name (``jaxnas.strategies.register``).
+      dataset: "digits", "mnist1d", a registered dataset or a path to an .npz file.
+      strategy_options: keyword arguments of the strategy's factory beyond the context
+        the driver gives every strategy (e.g. ``{"tournament_size": 3}``).
+      population: architectures per generation (the strategy's batch size).
+      generations: stop after this many generations (None: only the budgets).
+      budget_evals: stop after this many unique evaluations.
+      budget_minutes: stop after this much wall time (None: no time budget).
+      steps: training steps per candidate (the highest fidelity for multi-fidelity
+        strategies).
+      batch_size: training minibatch size.
+      learning_rate: peak learning rate.
+      optimizer: one of ``jaxnas.train.OPTIMIZERS``.
+      width: cell width of the model.
+      cells: cells stacked in the model's macro skeleton.
+      norm: the normalisation of conv ops (``ModelConfig.norm``).
+      seed: the run's seed; the same seed on the same machine gives the same log.
+      objective: "loss", or "loss+params" / "loss+flops" for two objectives
+        (validation loss and log10 of the parameter count or FLOPs).
+      final_steps: training steps of the final retraining on train + validation.
+    """
+
+    space: str = _setting("mlp", "search space")
+    strategy: str = _setting("evolution", "search strategy")
+    dataset: str = _setting("digits", "digits, mnist1d, a registered dataset or PATH.npz "
+                            "with x, y (optionally x_test, y_test)")
+    strategy_options: dict = _setting({}, "options of the strategy's factory")
+    population: int = _setting(16, "architectures per generation", minimum=1)
+    generations: int | None = _setting(None, "stop after this many generations", minimum=1)
+    budget_evals: int = _setting(96, "stop after this many unique evaluations", minimum=1)
+    budget_minutes: float | None = _setting(None, "stop after this many minutes")
+    steps: int = _setting(200, "training steps per candidate", minimum=1)
+    batch_size: int = _setting(64, "training minibatch size", minimum=1)
+    learning_rate: float = _setting(3e-3, "learning rate", flag="--lr")
+    optimizer: str = _setting("adam", "optimizer", choices=OPTIMIZERS)
+    width: int = _setting(32, "cell width (channels or units)", minimum=1)
+    cells: int = _setting(1, "cells stacked in the model", minimum=1)
+    norm: str = _setting("batch", "normalisation of conv ops (batch is NAS-Bench-101/201's)",
+                         choices=NORMS)
+    seed: int = _setting(0, "the run's seed")
+    objective: str = _setting("loss", "what is minimised", choices=OBJECTIVES)
+    final_steps: int = _setting(1000, "training steps when retraining the best on train+val",
+                                minimum=1)
+
+    def check(self) -> None:
+        """Raises SearchError naming the first bad value (names are checked by ``search``,
+        which may be given a space or strategy object instead)."""
+        for field in dataclasses.fields(self):
+            value, meta = getattr(self, field.name), field.metadata
+            flag = flag_of(field)
+            if meta["choices"] is not None and value not in meta["choices"]:
+                raise SearchError(f"unknown {field.name} {value!r}; "
+                                  f"choose one of {', '.join(meta['choices'])}")
+            if meta["minimum"] is not None and value is not None and value < meta["minimum"]:
+                raise SearchError(f"{flag} must be at least {meta['minimum']}; got {value}")
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise SearchError(f"--budget-minutes must be positive; got {self.budget_minutes}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise SearchError(f"--lr must be a positive number; got {self.learning_rate}")
+        if self.seed < 0:
+            raise SearchError(f"--seed must be non-negative; got {self.seed}")
+
+    @property
+    def model(self) -> ModelConfig:
+        return ModelConfig(width=self.width, num_cells=self.cells, norm=self.norm)
+
+    @property
+    def num_objectives(self) -> int:
+        return 1 if self.objective == "loss" else 2
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    """The CLI option of a ``SearchConfig`` field: ``--lr`` or ``--name-with-dashes``."""
+    return field.metadata["flag"] or f"--{field.name.replace('_', '-')}"
+
+
+@dataclasses.dataclass
+class Record:
+    """One evaluated architecture (one line of log.jsonl)."""
+
+    generation: int
+    hash: str
+    arch: dict
+    val_loss: float
+    val_acc: float
+    params: int
+    flops: int
+    steps: int
+    seconds: float
+
+    def fitness(self, objective: str) -> tuple[float, ...]:
+        loss = self.val_loss if math.isfinite(self.val_loss) else math.inf
+        if objective == "loss":
+            return (loss,)
+        size = self.params if objective == "loss+params" else self.flops
+        return (loss, math.log10(max(size, 1)))
+
+
+def best_record(history: list[Record], objective: str) -> Record:
+    """The record to retrain: among the highest-fidelity ones, the lowest weighted fitness."""
+    top = max(r.steps for r in history)
+    finished = [r for r in history if r.steps == top]
+    weights = OBJECTIVE_WEIGHTS[:1 if objective == "loss" else 2]
+    return min(finished, key=lambda r: (
+        sum(w * f for w, f in zip(weights, r.fitness(objective), strict=True)), r.hash))
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a search returns: the best architecture, its scores and the history."""
+
+    space: spaces_lib.Space
+    best_arch: Arch
+    best: Record
+    test_accuracy: float
+    test_loss: float
+    history: list[Record]
+    config: SearchConfig
+    wall_seconds: float
+    generations: int
+    out: Path | None
+
+    def summary(self) -> str:
+        lines = [
+            f"best architecture ({self.space.name}, hash {self.best.hash[:12]}):",
+            describe(self.best_arch, self.space.op_names),
+            f"validation loss {self.best.val_loss:.4f}, accuracy {self.best.val_acc:.4f}; "
+            f"{self.best.params:,} params, {self.best.flops:,} FLOPs/example",
+            f"test accuracy after retraining on train+val: {self.test_accuracy:.4f}",
+            f"{len(self.history)} unique evaluations in {self.generations} "
+            f"generation{'s' if self.generations != 1 else ''}, "
+            f"{self.wall_seconds:.1f} s",
+        ]
+        if self.out is not None:
+            lines.append(f"run directory: {self.out}")
+        return "\n".join(lines)

@@ -1,0 +1,250 @@
+"""The search loop: ``search(...)`` runs generations until a budget is spent, then
+retrains the best architecture on train + validation and tests it once.
+
+Every generation is logged and checkpointed atomically in the run directory, so a
+search stopped by Ctrl-C (or anything else) continues with ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxnas import compile_cache as cache_lib
+from jaxnas import data as data_lib
+from jaxnas import spaces as spaces_lib
+from jaxnas import strategies as strategies_lib
+from jaxnas.arch import Arch, stack
+from jaxnas.search.config import (
+    Record,
+    SearchConfig,
+    SearchError,
+    SearchInterrupted,
+    SearchResult,
+)
+from jaxnas.search.run import Run, arch_keys
+from jaxnas.search.rundir import (
+    ALREADY_EXISTS,
+    CHECKPOINT,
+    append_records,
+    atomic_write,
+    checkpoint_bytes,
+    in_use,
+    lock_run_directory,
+    open_run_directory,
+    read_config,
+    write_outputs,
+)
+from jaxnas.train import TrainConfig, evaluate, train_population
+
+Factory = Callable[..., strategies_lib.Strategy]
+
+
+def search(space: str | spaces_lib.Space = SearchConfig.space,
+           strategy: str | Factory = SearchConfig.strategy,
+           data: str | os.PathLike | tuple | data_lib.Dataset = SearchConfig.dataset,
+           budget: int = SearchConfig.budget_evals, seed: int = SearchConfig.seed,
+           out: str | os.PathLike | None = None, *, resume: bool = False,
+           strategy_options: dict | None = None,
+           progress: Callable[[dict], None] | None = None,
+           compile_cache: str | os.PathLike | bool | None = None, **options) -> SearchResult:
+    """Runs a whole search and returns its result.
+
+    Args:
+      space: a registered space name (``jaxnas.spaces.register``) or a ``Space``.
+      strategy: a registered strategy name (``jaxnas.strategies.register``) or a
+        strategy factory ``factory(space, **context, **options) -> Strategy``.
+      data: "digits", "mnist1d", a registered dataset (``jaxnas.data.register``), a
+        path to an .npz file, an ``(x, y)`` tuple or a ``jaxnas.data.Dataset``.
+      budget: unique evaluations.
+      seed: the run's seed.
+      out: run directory to create (None: keep everything in memory).
+      resume: continue the run in ``out`` from its checkpoint; every other setting is
+        then read from the checkpoint (pass the same objects again for a space, a
+        strategy or data given as objects).
+      strategy_options: keyword arguments of the strategy's factory, e.g.
+        ``{"tournament_size": 3}``; an unknown one is refused with the valid ones listed.
+      progress: called after every generation with a dict of running figures.
+      compile_cache: JAX's persistent compilation cache, so that the next search on
+        this machine compiles nothing: a directory, True for the default
+        (``~/.cache/jaxnas/xla``), False to leave it off; None reads
+        ``$JAXNAS_COMPILE_CACHE`` (a directory or "off"), else the default.
+      **options: other ``SearchConfig`` fields (population, steps, ...).
+
+    Raises:
+      SearchError, DataError, ArchError: bad input, one line, nothing written.
+      SearchInterrupted: Ctrl-C; the checkpoint of the last generation is on disk.
+    """
+    out = None if out is None else Path(out)
+    if isinstance(data, os.PathLike):
+        data = os.fspath(data)
+    space_object = None if isinstance(space, str) else space
+    factory = None if isinstance(strategy, str) else strategy
+    try:
+        cache_lib.enable(compile_cache)
+    except OSError as error:
+        raise SearchError(f"cannot use the compilation cache: {error}; choose another "
+                          "directory or turn it off (--compile-cache off)") from None
+    if resume:
+        if out is None:
+            raise SearchError("resume needs the run directory")
+        config = read_config(out)
+        dataset = config.dataset
+        if config.dataset == "arrays":
+            if isinstance(data, str):
+                raise SearchError(f"{out} was searched on in-memory data; resume it from Python "
+                                  "with the same data: jaxnas.search(data=..., out=DIR, "
+                                  "resume=True)")
+            dataset = data
+    else:
+        try:
+            config = SearchConfig(
+                space=space if space_object is None else space_object.name,
+                strategy=strategy if factory is None else _factory_name(factory),
+                dataset=data if isinstance(data, str) else "arrays", budget_evals=budget,
+                seed=seed, strategy_options=dict(strategy_options or {}), **options)
+        except TypeError as error:
+            raise SearchError(str(error)) from None
+        dataset = data
+        if out is not None and out.exists() and (not out.is_dir() or in_use(out)):
+            raise SearchError(ALREADY_EXISTS.format(out=out))
+    config.check()
+    _check_names(config, space_object, factory)
+    run = Run(config, _load_data(dataset, config.seed), out, space_object, factory)
+    lock = None if out is None else lock_run_directory(out, resume)
+    try:
+        return _drive(run, out, resume, progress)
+    except OSError as error:
+        if out is None or error.errno is None:
+            raise
+        raise SearchError(f"cannot write {out}: {error.strerror}; what is on disk is "
+                          "consistent: fix that and continue with jaxnas search --resume "
+                          f"{out}") from None
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _factory_name(factory: Factory) -> str:
+    return getattr(factory, "__name__", type(factory).__name__)
+
+
+def _check_names(config: SearchConfig, space: spaces_lib.Space | None,
+                 factory: Factory | None) -> None:
+    """Raises SearchError for a space or strategy that is neither registered nor given, or
+    given under another name than the run's."""
+    if space is None and config.space not in spaces_lib.names():
+        raise SearchError(f"unknown space {config.space!r}; "
+                          f"choose one of {', '.join(spaces_lib.names())}")
+    if space is not None and space.name != config.space:
+        raise SearchError(f"the run searched the space {config.space!r}; got {space.name!r}")
+    if factory is None and config.strategy not in strategies_lib.names():
+        raise SearchError(f"unknown strategy {config.strategy!r}; "
+                          f"choose one of {', '.join(strategies_lib.names())}")
+    if factory is not None and _factory_name(factory) != config.strategy:
+        raise SearchError(f"the run used the strategy {config.strategy!r}; got "
+                          f"{_factory_name(factory)!r}")
+
+
+def _load_data(dataset: str | tuple | data_lib.Dataset, seed: int) -> data_lib.Dataset:
+    if isinstance(dataset, data_lib.Dataset):
+        return dataset
+    if isinstance(dataset, tuple):
+        return data_lib.from_arrays(*dataset, seed=seed)
+    return data_lib.load(dataset, seed=seed)
+
+
+def _drive(run: Run, out: Path | None, resume: bool,
+           progress: Callable[[dict], None] | None) -> SearchResult:
+    """The loop of ``search``: generations until the budget is spent, then the result."""
+    interrupted = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame):
+        if interrupted:  # a second Ctrl-C stops at once
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        interrupted.append(True)
+
+    in_main = _in_main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, on_interrupt)
+    log_file = None
+    try:
+        if out is not None:
+            log_file = open_run_directory(run, out, resume)
+        while not run.done():
+            records = run.step()
+            if log_file is not None:
+                append_records(log_file, records)
+                atomic_write(out / CHECKPOINT, checkpoint_bytes(run, log_file.tell()))
+            if progress is not None:
+                progress(_progress(run))
+            if interrupted:
+                raise SearchInterrupted(
+                    f"stopped after generation {run.generation}; continue with "
+                    f"jaxnas search --resume {out}" if out else "stopped")
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+        if log_file is not None:
+            log_file.close()
+    if not run.history:
+        raise SearchError("the budget allowed no evaluation")
+    return _finish(run)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _progress(run: Run) -> dict:
+    best = run.best()
+    c = run.config
+    minutes_left = None if c.budget_minutes is None else max(
+        0.0, c.budget_minutes - run.elapsed / 60)
+    return {"generation": run.generation, "evaluations": len(run.history),
+            "budget_evals": c.budget_evals, "evals_per_s": len(run.history) / max(run.elapsed,
+                                                                                  1e-9),
+            "best_val_loss": best.val_loss, "best_val_acc": best.val_acc,
+            "elapsed_s": run.elapsed, "minutes_left": minutes_left}
+
+
+def _finish(run: Run) -> SearchResult:
+    best = run.best()
+    arch = _arch_from_record(run.space, best)
+    trainval = dataclasses.replace(run.data, x_train=run.data.x_trainval,
+                                   y_train=run.data.y_trainval)
+    final = TrainConfig(steps=run.config.final_steps,
+                        batch_size=min(run.config.batch_size, len(trainval.y_train)),
+                        optimizer=run.config.optimizer, learning_rate=run.config.learning_rate,
+                        schedule="cosine", model=run.config.model)
+    single = stack([arch])
+    # One candidate: on several devices the others would train padding copies of it.
+    result = train_population(arch_keys(run.k_final, [best.hash]), run.space, single,
+                              trainval, final, batch_key=run.k_batches,
+                              devices=jax.devices()[:1])
+    test_loss, test_acc = evaluate(run.space, single, result.params, run.data.x_test,
+                                   run.data.y_test, run.data.num_classes, final)
+    outcome = SearchResult(
+        space=run.space, best_arch=arch, best=best, test_accuracy=float(test_acc[0]),
+        test_loss=float(test_loss[0]), history=list(run.history), config=run.config,
+        wall_seconds=run.elapsed, generations=run.generation, out=run.out)
+    if run.out is not None:
+        params = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[0]), result.params)
+        write_outputs(run, outcome, params)
+    return outcome
+
+
+def _arch_from_record(space, record: Record) -> Arch:
+    from jaxnas.arch import from_json
+
+    return jax.tree_util.tree_map(np.asarray, from_json(record.arch, space.op_names))

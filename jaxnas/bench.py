@@ -11,6 +11,7 @@ with fidelities an evaluation at ``steps`` costs ``steps / max_fidelity``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -23,8 +24,14 @@ import numpy as np
 from jaxnas import strategies
 from jaxnas.tables import Table
 
-SKIPPED = {"zero_cost": "needs a training-free score computed from a model and data; "
-                        "a table has neither"}
+
+def needs(name: str) -> list[str]:
+    """The required settings of strategy ``name`` that a table cannot give (a model, data,
+    a training-free score): its factory's parameters without a default, but the space
+    and the batch size."""
+    parameters = inspect.signature(strategies.factory(name)).parameters.values()
+    return [p.name for p in parameters if p.default is p.empty and p.name != "space"
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "batch_size"]
 
 
 def strategy_configs(table: Table, batch_size: int, budget: int) -> dict[str, dict]:
@@ -139,8 +146,10 @@ def bench(table: Table, names: list[str], *, seeds: int, budget: int, batch_size
     keys = jax.random.split(jax.random.key(seed), seeds)
     results, skipped = {}, {}
     for name in names:
-        if name in SKIPPED:
-            skipped[name] = SKIPPED[name]
+        missing = needs(name)
+        if missing:
+            skipped[name] = (f"needs {', '.join(missing)}, which a table does not give "
+                             "(it searches by training models on data)")
             continue
         config = configs.get(name, {})
         strategy = strategies.get(name, table.space, batch_size=batch_size, **config)

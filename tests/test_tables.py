@@ -333,13 +333,15 @@ def test_regret_curve_picks_by_validation_within_the_budget():
 def test_cli_bench_writes_json_md_and_png(tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench", "--table", "jaxnas", "--path", str(JAXNAS_TABLE), "--strategy",
-                 "random,local,zero_cost", "--seeds", "6", "--budget", "20", "--loop-seeds", "1",
+                 "random,local,zero_cost,darts", "--seeds", "6", "--budget", "20", "--loop-seeds", "1",
                  "--host-seeds", "2", "--out", str(out), "--quiet"])
     assert code == 0, capsys.readouterr().err
     report = json.loads(out.with_name("bench.json").read_text())
     assert report["results"]["random"]["seeds"] == 6 and report["results"]["local"]["seeds"] == 2
     assert report["results"]["random"]["regret"][-1]["runs"] == 6
-    assert "zero_cost" in report["skipped"]
+    # Strategies that train models on data are named and skipped, not run.
+    assert "score_fn" in report["skipped"]["zero_cost"]
+    assert "data" in report["skipped"]["darts"]
     assert "| random | 6 |" in out.with_name("bench.md").read_text()
     assert out.with_name("bench.png").stat().st_size > 0
 

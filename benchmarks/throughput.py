@@ -68,6 +68,13 @@ def _barrier() -> float:
 # Workers: each runs in its own process and writes one JSON file.
 
 
+def _model_config(spec: dict):
+    """The model every contender builds (jaxnas and the PyTorch twins alike)."""
+    from jaxnas.nn import ModelConfig
+
+    return ModelConfig(width=spec["width"], norm=spec["norm"])
+
+
 def _worker_prepare(spec: dict) -> dict:
     """Samples the populations, counts FLOPs, measures the matmul peak, records the machine."""
     import jax
@@ -76,7 +83,7 @@ def _worker_prepare(spec: dict) -> dict:
 
     from jaxnas import spaces
     from jaxnas.data import load
-    from jaxnas.nn import ModelConfig, make_model
+    from jaxnas.nn import make_model
     from jaxnas.nn._compact import compute_nodes
     from jaxnas.nn._cost import executed_flops
     from jaxnas.train import TrainConfig, bucket_limits
@@ -84,7 +91,7 @@ def _worker_prepare(spec: dict) -> dict:
     space = spaces.get(spec["space"])
     data = load(spec["dataset"])
     model = make_model(space, data.input_shape, data.num_classes,
-                       ModelConfig(width=spec["width"]))
+                       _model_config(spec))
     backend = jax.devices()[0].platform
     buckets = TrainConfig(buckets=spec["buckets"]).buckets_for(backend)
     # The trainer's default chunk on CPU is one candidate, which branches.
@@ -173,12 +180,11 @@ def _worker_jaxnas(spec: dict) -> dict:
     from jaxnas import spaces
     from jaxnas.arch._encoding import Arch
     from jaxnas.data import load
-    from jaxnas.nn import ModelConfig
     from jaxnas.train import TrainConfig, make_train, put_data
 
     space = spaces.get(spec["space"])
     config = TrainConfig(steps=spec["steps"], batch_size=spec["batch_size"], optimizer="adam",
-                         learning_rate=spec["lr"], model=ModelConfig(width=spec["width"]),
+                         learning_rate=spec["lr"], model=_model_config(spec),
                          buckets=spec["buckets"])
     train = make_train(space, config)
     data = put_data(load(spec["dataset"]))
@@ -220,7 +226,6 @@ def _worker_seed(spec: dict) -> dict:
     from jaxnas import spaces
     from jaxnas.arch._encoding import Arch
     from jaxnas.data import load
-    from jaxnas.nn import ModelConfig
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["torch_device"])
@@ -236,7 +241,7 @@ def _worker_seed(spec: dict) -> dict:
         results = train_seed_style(space, Arch(adj=adj[chosen], ops=ops[chosen]), data,
                                    steps=spec["steps"], batch_size=spec["batch_size"],
                                    lr=spec["lr"], optimizer="adam",
-                                   config=ModelConfig(width=spec["width"]), seed=spec["seed"],
+                                   config=_model_config(spec), seed=spec["seed"],
                                    device=str(device))
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -274,7 +279,7 @@ def _worker_vmap(spec: dict) -> dict:
 
     from jaxnas import spaces
     from jaxnas.data import load
-    from jaxnas.nn import ModelConfig, make_layout
+    from jaxnas.nn import make_layout
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
@@ -282,7 +287,7 @@ def _worker_vmap(spec: dict) -> dict:
     space = spaces.get(spec["space"])
     data = load(spec["dataset"])
     layout = make_layout(space, data.input_shape, data.num_classes,
-                         ModelConfig(width=spec["width"]))
+                         _model_config(spec))
     supported = not layout.spatial and not layout.raw_input and all(
         s.kind in ("skip", "zero") or (s.kind == "linear" and not s.norm and not s.pre_relu
                                        and layout.op_width(s) == layout.features)
@@ -442,7 +447,8 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _prepare(args, workdir: Path) -> dict:
-    spec = {"space": args.space, "dataset": args.dataset, "width": args.width, "seed": args.seed,
+    spec = {"space": args.space, "dataset": args.dataset, "width": args.width, "norm": args.norm,
+            "seed": args.seed,
             "buckets": args.buckets, "populations": args.population, "workdir": str(workdir)}
     process, result_path = _spawn("prepare", spec, _env(), "prepare")
     process.stdin.close()
@@ -453,12 +459,13 @@ def _prepare(args, workdir: Path) -> dict:
 
 
 def _measure(args, population: int, prepared: dict, workdir: Path) -> dict:
-    base = {"space": args.space, "dataset": args.dataset, "width": args.width,
+    base = {"space": args.space, "dataset": args.dataset, "width": args.width, "norm": args.norm,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             "seed": args.seed, "buckets": args.buckets, "population": population,
             "workdir": str(workdir), "torch_device": args.torch_device}
     row: dict = {"population": population, "steps": args.steps, "batch_size": args.batch_size,
-                 "space": args.space, "dataset": args.dataset, "width": args.width}
+                 "space": args.space, "dataset": args.dataset, "width": args.width,
+                 "norm": args.norm}
     flops = prepared["flops"][str(population)]
     useful = flops["useful_forward_per_example"]
     # Forward plus backward is counted as three forward passes.
@@ -587,7 +594,10 @@ def _markdown(report: dict) -> str:
         f"{machine['peak_gflops']:.0f} GFLOP/s (numpy {machine['numpy_matmul_gflops']:.0f}, "
         f"jax {machine['jax_matmul_gflops']:.0f}).",
         "",
-        f"Work: space `{config['space']}`, width {config['width']}, {config['steps']} adam "
+        f"Work: space `{config['space']}`, width {config['width']}, "
+        + (f"{config.get('norm', 'layer')} norm (conv ops), "
+           if config['space'] not in ("mlp", "dag") else "")
+        + f"{config['steps']} adam "
         f"steps, batch {config['batch_size']}, lr {config['lr']}, "
         f"{config.get('dataset', 'digits')}, architectures "
         f"drawn with seed {config['seed']}, jaxnas with {report.get('buckets', 1)} "
@@ -724,6 +734,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="built-in dataset every contender trains on")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--norm", choices=("batch", "layer"), default="batch",
+                        help="normalisation of conv ops, jaxnas and PyTorch alike (the conv "
+                             "results of the previous release were measured with layer)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--buckets", type=int, default=None,
                         help="jaxnas TrainConfig.buckets (default: the trainer's own "

@@ -1,10 +1,13 @@
 """The search driver and the CLI: outputs, determinism, resume after SIGKILL, bad input."""
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,8 +21,19 @@ TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps"
         "--final-steps", "20", "--batch-size", "32", "--cells", "2", "--seed", "3"]
 
 
+# The searches this module starts in subprocesses share one compilation cache, so each
+# compiles its programs once (tests/test_compile_cache.py shows the cache changes no
+# result); the test process itself keeps the cache off (tests/conftest.py).
+_CACHE = tempfile.mkdtemp(prefix="jaxnas-test-xla-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "JAXNAS_COMPILE_CACHE": _CACHE}
+
+
 def _cli(*args, check=True, **kwargs):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = _env()
     result = subprocess.run([sys.executable, "-m", "jaxnas.cli", *args], capture_output=True,
                             text=True, env=env, timeout=600, **kwargs)
     if check and result.returncode != 0:
@@ -100,7 +114,7 @@ def test_sigkill_then_resume_loses_nothing_and_ends_the_same(finished_run, tmp_p
 def _kill_after(args, out: Path, records: int) -> None:
     """Starts ``jaxnas search ARGS --out OUT`` and SIGKILLs it once the log holds
     ``records`` lines."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = _env()
     process = subprocess.Popen(
         [sys.executable, "-m", "jaxnas.cli", "search", *args, "--out", str(out), "--quiet"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -150,7 +164,7 @@ def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_p
 
 def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path):
     out = tmp_path / "interrupted"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = _env()
     process = subprocess.Popen(
         [sys.executable, "-m", "jaxnas.cli", "search", *TINY, "--out", str(out), "--quiet"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -311,8 +325,6 @@ def _hold_lock(directory: Path):
 
 
 def test_run_directory_is_locked_while_a_search_writes_it(tmp_path, finished_run):
-    import shutil
-
     fresh, used = tmp_path / "fresh", tmp_path / "used"
     shutil.copytree(finished_run[0], used)
     (used / "result.json").unlink()  # as if stopped before its final retraining

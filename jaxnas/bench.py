@@ -30,8 +30,9 @@ def needs(name: str) -> list[str]:
     a training-free score): its factory's parameters without a default, but the space
     and the batch size."""
     parameters = inspect.signature(strategies.factory(name)).parameters.values()
-    return [p.name for p in parameters if p.default is p.empty and p.name != "space"
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "batch_size"]
+    return [p.name for p in parameters if p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in ("space", "batch_size")]
 
 
 def strategy_configs(table: Table, batch_size: int, budget: int) -> dict[str, dict]:

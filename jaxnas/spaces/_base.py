@@ -102,7 +102,8 @@ class Space(abc.ABC):
 
     def fixed_adj(self) -> np.ndarray:
         """(N, N) int8: the one adjacency of a space whose ``topology`` is "fixed"."""
-        raise NotImplementedError(f"space {self.name!r} has no fixed adjacency")
+        raise ValueError(f"space {self.name!r} has no fixed adjacency (its topology is "
+                         f"{self.topology!r}, not 'fixed')")
 
     def canonical_hash(self, arch: Arch) -> str:
         """Key of an architecture's equivalence class (host): equal iff equivalent."""

@@ -55,7 +55,7 @@ from jaxnas import spaces
 from jaxnas.spaces import Space
 from jaxnas.strategies import objectives, pareto
 from jaxnas.strategies._bananas import bananas
-from jaxnas.strategies._base import Info, Strategy, score
+from jaxnas.strategies._base import Info, Lineage, Strategy, score
 from jaxnas.strategies._evolution import evolution
 from jaxnas.strategies._halving import hyperband, successive_halving
 from jaxnas.strategies._local import local_search
@@ -104,7 +104,7 @@ def get(name: str, space: Space | str, **config) -> Strategy:
 
 
 __all__ = [
-    "History", "Info", "Strategy", "bananas", "evolution", "factory", "get", "hyperband",
+    "History", "Info", "Lineage", "Strategy", "bananas", "evolution", "factory", "get", "hyperband",
     "local_search", "make_fused", "names", "objectives", "pareto", "random_search", "register",
     "reinforce", "run_fused",
     "run_stepwise", "score", "successive_halving", "top_scored", "zero_cost",

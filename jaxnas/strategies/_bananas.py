@@ -75,6 +75,7 @@ class BananasState:
     best_arch: Arch
     best_fitness: jax.Array  # () or (M,)
     count: jax.Array  # () int32
+    lineage: _base.Lineage  # the parents of the last ask's mutants
 
 
 def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
@@ -160,7 +161,8 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
             params=params, archs=_base.broadcast(first, capacity),
             scores=jnp.full((capacity,), jnp.inf, jnp.float32),
             filled=jnp.zeros((capacity,), bool), ensemble=ensemble, best_arch=first,
-            best_fitness=_base.initial_fitness(objectives), count=jnp.int32(0))
+            best_fitness=_base.initial_fitness(objectives), count=jnp.int32(0),
+            lineage=_base.orphans(first, batch_size))
 
     def ask(key: jax.Array, state: BananasState) -> tuple[Arch, BananasState]:
         k_random, k_mutate, k_acquire = jax.random.split(key, 3)
@@ -181,11 +183,12 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
         else:
             value = mean - state.params.exploration * std
         told = jnp.any(_base.same(pool, state.archs) & state.filled[None, :], 1)
-        chosen = _base.take(pool, _base.top_unique(-jnp.where(told, jnp.inf, value), pool,
-                                                   batch_size))
-        warm = state.count >= initial_samples
-        archs = _base.where(jnp.broadcast_to(warm, (batch_size,)), chosen, random_archs)
-        return archs, state
+        index = _base.top_unique(-jnp.where(told, jnp.inf, value), pool, batch_size)
+        warm = jnp.broadcast_to(state.count >= initial_samples, (batch_size,))
+        archs = _base.where(warm, _base.take(pool, index), random_archs)
+        mutant = index < parent_of.shape[0]
+        parent = _base.take(state.archs, parent_of[jnp.where(mutant, index, 0)])
+        return archs, state.replace(lineage=_base.Lineage(parent, warm & mutant))
 
     def tell(key: jax.Array, state: BananasState, archs: Arch,
              fitness: jax.Array) -> tuple[BananasState, dict]:
@@ -225,4 +228,5 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
                                    exploration=jnp.float32(exploration), weights=weights)
     info = Info("bananas", batch_size, objectives, jittable=True, multi_fidelity=False,
                 vector_fitness=False)
-    return Strategy(init, ask, tell, best, None, default_params, space, info)
+    return Strategy(init, ask, tell, best, None, default_params, space, info,
+                    lineage=lambda state: state.lineage)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -75,6 +76,11 @@ class Strategy(NamedTuple):
       default_params: the ``Params`` pytree of traced, tunable numbers.
       space: the search space.
       info: static metadata (``Info``).
+      lineage: None for strategies whose members have no parents; otherwise
+        ``lineage(state) -> Lineage``: where each member of the ask that returned
+        ``state`` came from, read from that state (jittable). A driver that keeps
+        trained weights by canonical hash starts a child from its parent's
+        (``SearchConfig.inherit``).
     """
 
     init: Callable[..., State]
@@ -85,6 +91,28 @@ class Strategy(NamedTuple):
     default_params: Params
     space: Space
     info: Info
+    lineage: Callable[[State], Lineage] | None = None
+
+
+@flax.struct.dataclass
+class Lineage:
+    """The parents of one ask's members.
+
+    Attributes:
+      parent: (B,) archs; row i is the arch member i was mutated from (any arch
+        where ``has_parent[i]`` is False).
+      has_parent: (B,) bool; False for members drawn afresh (random samples,
+        initial populations).
+    """
+
+    parent: Arch
+    has_parent: jax.Array
+
+
+def orphans(arch: Arch, batch_size: int) -> Lineage:
+    """A lineage of ``batch_size`` members without parents (``arch``: any one arch)."""
+    return Lineage(parent=broadcast(arch, batch_size),
+                   has_parent=jnp.zeros((batch_size,), bool))
 
 
 def check_config(name: str, batch_size: int, objectives: int, weights) -> jax.Array:

@@ -28,6 +28,7 @@ class EvolutionState:
     count: jax.Array  # () int32, archs told so far
     best_arch: Arch  # one arch, or the (C,) Pareto archive when M > 1
     best_fitness: jax.Array  # (), or (C, M) when M > 1
+    lineage: _base.Lineage  # the tournament winners the last ask's children came from
 
 
 def evolution(space: Space, *, population_size: int | None = None, batch_size: int = 5,
@@ -88,7 +89,7 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
             params=params, population=population,
             fitness=jnp.full(fitness_shape, jnp.inf, jnp.float32), initial=population,
             head=jnp.int32(0), count=jnp.int32(0), best_arch=best_arch,
-            best_fitness=best_fitness)
+            best_fitness=best_fitness, lineage=_base.orphans(first, batch_size))
 
     def ask(key: jax.Array, state: EvolutionState) -> tuple[Arch, EvolutionState]:
         filled = jnp.arange(population_size) < jnp.minimum(state.count, population_size)
@@ -116,11 +117,13 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
             _, offspring = jax.lax.fori_loop(0, moves, mutate, (k_mutate, parent))
             slot = state.count + index
             seed = _base.take(state.initial, jnp.minimum(slot, population_size - 1))
+            initial = slot < population_size
             return jax.tree_util.tree_map(
-                lambda a, b: jnp.where(slot < population_size, a, b), seed, offspring)
+                lambda a, b: jnp.where(initial, a, b), seed, offspring), parent, ~initial
 
-        children = jax.vmap(child)(jax.random.split(key, batch_size), jnp.arange(batch_size))
-        return children, state
+        children, parents, mutated = jax.vmap(child)(jax.random.split(key, batch_size),
+                                                     jnp.arange(batch_size))
+        return children, state.replace(lineage=_base.Lineage(parents, mutated))
 
     def tell(key: jax.Array, state: EvolutionState, archs: Arch,
              fitness: jax.Array) -> tuple[EvolutionState, dict]:
@@ -151,4 +154,5 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
                                      mutations=jnp.int32(mutations))
     info = Info("evolution", batch_size, objectives, jittable=True, multi_fidelity=False,
                 vector_fitness=True)
-    return Strategy(init, ask, tell, best, None, default_params, space, info)
+    return Strategy(init, ask, tell, best, None, default_params, space, info,
+                    lineage=lambda state: state.lineage)

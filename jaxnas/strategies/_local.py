@@ -172,4 +172,11 @@ def local_search(space: Space, *, batch_size: int = 8, objectives: int = 1,
     default_params = LocalParams(weights=weights)
     info = Info("local", batch_size, objectives, jittable=False, multi_fidelity=False,
                 vector_fitness=False)
-    return Strategy(init, ask, tell, best, None, default_params, space, info)
+    def lineage(state: LocalState) -> _base.Lineage:
+        """The asked neighbours' parent is the point of the climb."""
+        parent = jax.tree_util.tree_map(
+            lambda leaf: np.broadcast_to(np.asarray(leaf), (batch_size,) + np.shape(leaf)),
+            state.current)
+        return _base.Lineage(parent=parent, has_parent=state.asked_neighbour)
+
+    return Strategy(init, ask, tell, best, None, default_params, space, info, lineage)

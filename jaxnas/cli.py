@@ -166,6 +166,10 @@ def _add_config_options(run: argparse.ArgumentParser) -> None:
                     if t is not type(None))
         choices = field.metadata["choices"] or listed.get(name)
         kind = _positive_int if field.metadata["minimum"] == 1 else kind
+        if kind is bool:
+            run.add_argument(flag_of(field), dest=name, action="store_true", default=None,
+                             help=field.metadata["help"])
+            continue
         default = "" if field.default is None else f" (default {field.default})"
         run.add_argument(flag_of(field), dest=name, type=kind, choices=choices,
                          help=field.metadata["help"] + default)
@@ -218,6 +222,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from jaxnas.search import SearchError, read_log, write_plots
+    from jaxnas.search.config import rank_stability
 
     try:
         records = read_log(args.dir)
@@ -227,13 +232,30 @@ def _report(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.dir} has no evaluations yet")
     order = sorted(records, key=lambda r: (r.val_loss, r.hash))
     ranked = order[:args.top]
-    print(f"{'rank':>4}  {'hash':12}  {'val_loss':>8}  {'val_acc':>7}  {'params':>9}  "
-          f"{'FLOPs':>11}  {'steps':>5}  architecture")
+    repeated = any(r.repeat_val_loss for r in records)
+    loss_title, acc_title = ("val_loss ± std", "val_acc ± std") if repeated else ("val_loss",
+                                                                                   "val_acc")
+    width = 17 if repeated else 8
+    print(f"{'rank':>4}  {'hash':12}  {loss_title:>{width}}  {acc_title:>{width}}  "
+          f"{'params':>9}  {'FLOPs':>11}  {'steps':>5}  architecture")
     for rank, r in enumerate(ranked, 1):
         nodes = [n for n in r.arch["nodes"][1:-1] if n != "pad"]
         summary = f"{len(nodes)} nodes, {len(r.arch['edges'])} edges: {', '.join(nodes)}"
-        print(f"{rank:>4}  {r.hash[:12]}  {r.val_loss:8.4f}  {r.val_acc:7.4f}  {r.params:9,}  "
+        loss, acc = f"{r.val_loss:.4f}", f"{r.val_acc:.4f}"
+        if r.repeat_val_loss:
+            loss, acc = f"{loss} ± {r.val_loss_std:.4f}", f"{acc} ± {r.val_acc_std:.4f}"
+        print(f"{rank:>4}  {r.hash[:12]}  {loss:>{width}}  {acc:>{width}}  {r.params:9,}  "
               f"{r.flops:11,}  {r.steps:5}  {summary}")
+    if repeated:
+        stability = rank_stability(records)
+        repeats = len(next(r.repeat_val_loss for r in records if r.repeat_val_loss))
+        if stability is None:
+            print(f"{repeats} repeats per candidate; too few candidates to rank")
+        else:
+            mean, low, count = stability
+            print(f"rank stability over {repeats} repeats: Kendall tau of the validation "
+                  f"losses {mean:.3f} (mean over repeat pairs; lowest {low:.3f}), "
+                  f"{count} candidates")
     result = Path(args.dir) / "result.json"
     if result.is_file():
         summary = json.loads(result.read_text())

@@ -114,6 +114,10 @@ class Model(NamedTuple):
         counted); same batching.
       executed_flops: the forward FLOPs per example the padded program executes,
         counted the same way; equal for every architecture.
+      inherit: (parent_params, parent_arch, params, arch) -> params: weight
+        inheritance, ``params`` (an architecture's fresh parameters) with every part
+        it shares with ``parent_arch`` taken from ``parent_params``; jittable,
+        vmappable (see ``inherit_params``).
       layout: the static layout (shapes, op specs) the functions close over.
     """
 
@@ -124,6 +128,7 @@ class Model(NamedTuple):
     num_params: Callable[[Arch], jax.Array]
     flops: Callable[[Arch], jax.Array]
     executed_flops: int
+    inherit: Callable[[Params, Arch, Params, Arch], Params]
     layout: Layout
 
 
@@ -156,6 +161,8 @@ def make_model(space: Space, input_shape: tuple[int, ...], num_classes: int,
         num_params=jax.jit(lambda arch: _cost.num_params(layout, arch)),
         flops=jax.jit(lambda arch: _cost.flops(layout, arch)),
         executed_flops=_cost.executed_flops(layout),
+        inherit=lambda parent_params, parent_arch, params, arch: inherit_params(
+            layout, parent_params, parent_arch, params, arch),
         layout=layout,
     )
 
@@ -294,6 +301,37 @@ def init_params(layout: Layout, key: jax.Array) -> Params:
             arrays.append(jnp.full(leaf.shape, leaf.fill, jnp.float32))
         start += size
     return jax.tree_util.tree_unflatten(treedef, arrays)
+
+
+def inherit_params(layout: Layout, parent_params: Params, parent_arch: Arch, params: Params,
+                   arch: Arch) -> Params:
+    """A child's starting parameters under weight inheritance (one architecture).
+
+    Node slots correspond by position (a mutation keeps them). A node keeps its
+    parent's parameters (kernel, bias, norm, running statistics) when it is live in
+    both architectures and runs the same op there; a node whose op changed, or that
+    is new (dead or padding in the parent) starts at ``params``, the child's fresh
+    values. A changed input edge keeps the node's parameters: they map the node's
+    summed input, whose shape is the same. The stem, the head and every other part
+    outside the nodes are shared by all architectures and come from the parent.
+    """
+    keep = (live_nodes(parent_arch.adj != 0) & live_nodes(arch.adj != 0)
+            & (parent_arch.ops == arch.ops))
+    rows = keep[layout.first_node:layout.num_nodes - 1]
+
+    def choose(condition, old, new):
+        return jnp.where(condition.reshape(condition.shape + (1,) * (new.ndim - condition.ndim)),
+                         old, new)
+
+    cells = []
+    for old, new in zip(parent_params["cells"], params["cells"], strict=True):
+        cell = {**old, "nodes": jax.tree.map(lambda o, n: choose(rows, o, n), old["nodes"],
+                                             new["nodes"])}
+        if "input" in new:  # chain cells: node 1's own input layer
+            cell["input"] = jax.tree.map(lambda o, n: choose(keep[1], o, n), old["input"],
+                                         new["input"])
+        cells.append(cell)
+    return {**parent_params, "cells": cells}
 
 
 def _stem(layout: Layout, params: Params, x: jax.Array, train: bool) -> tuple[jax.Array, dict]:

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jaxnas import spaces as spaces_lib
 from jaxnas.arch import Arch, describe
 from jaxnas.nn import NORMS, ModelConfig
@@ -66,6 +68,13 @@ class SearchConfig:
       objective: "loss", or "loss+params" / "loss+flops" for two objectives
         (validation loss and log10 of the parameter count or FLOPs).
       final_steps: training steps of the final retraining on train + validation.
+      inherit: weight inheritance: a child the strategy mutated from a trained parent
+        (``Strategy.lineage``) starts from the parent's trained parameters; only its
+        new or changed nodes start fresh (``Model.inherit``), and the optimiser state
+        starts fresh.
+      repeats: K, each candidate trains K times in the same batch, with different
+        initial weights and minibatch orders; the log holds the mean and std of the
+        validation loss and accuracy, and strategies are told the mean loss.
     """
 
     space: str = _setting("mlp", "search space")
@@ -89,6 +98,10 @@ class SearchConfig:
     objective: str = _setting("loss", "what is minimised", choices=OBJECTIVES)
     final_steps: int = _setting(1000, "training steps when retraining the best on train+val",
                                 minimum=1)
+    inherit: bool = _setting(False, "a mutated child starts from its parent's trained weights "
+                             "(only new or changed nodes start fresh)")
+    repeats: int = _setting(1, "train each candidate this many times (other initial weights "
+                            "and minibatch orders) and tell strategies the mean", minimum=1)
 
     def check(self) -> None:
         """Raises SearchError naming the first bad value (names are checked by ``search``,
@@ -135,6 +148,17 @@ class Record:
     flops: int
     steps: int
     seconds: float
+    # With repeats > 1: the std over repeats (val_loss and val_acc are the means) and
+    # each repeat's values; with inherit: the hash whose trained weights it started from.
+    val_loss_std: float | None = None
+    val_acc_std: float | None = None
+    repeat_val_loss: list[float] | None = None
+    repeat_val_acc: list[float] | None = None
+    parent: str | None = None
+
+    def to_json(self) -> dict:
+        """The log line's fields: the unset optional ones are left out."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     def fitness(self, objective: str) -> tuple[float, ...]:
         loss = self.val_loss if math.isfinite(self.val_loss) else math.inf
@@ -142,6 +166,31 @@ class Record:
             return (loss,)
         size = self.params if objective == "loss+params" else self.flops
         return (loss, math.log10(max(size, 1)))
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b rank correlation of two equally long sequences (NaN if undefined)."""
+    upper = np.triu_indices(len(a), 1)
+    x = np.sign(a[:, None] - a[None, :])[upper]
+    y = np.sign(b[:, None] - b[None, :])[upper]
+    pairs = np.count_nonzero(x) * np.count_nonzero(y)
+    return float(np.sum(x * y) / math.sqrt(pairs)) if pairs else math.nan
+
+
+def rank_stability(history: list[Record]) -> tuple[float, float, int] | None:
+    """How stably repeated evaluations rank the candidates: Kendall's tau between the
+    validation losses of every two repeats over the candidates trained at the run's
+    highest fidelity with finite losses. Returns (mean over repeat pairs, smallest,
+    candidates) or None without repeats or with fewer than 3 such candidates."""
+    top = max(r.steps for r in history)
+    rows = [r.repeat_val_loss for r in history
+            if r.steps == top and r.repeat_val_loss and np.isfinite(r.repeat_val_loss).all()]
+    if len(rows) < 3:
+        return None
+    losses = np.asarray(rows, np.float64)
+    taus = [kendall_tau(losses[:, i], losses[:, j])
+            for i in range(losses.shape[1]) for j in range(i + 1, losses.shape[1])]
+    return float(np.nanmean(taus)), float(np.nanmin(taus)), len(rows)
 
 
 def best_record(history: list[Record], objective: str) -> Record:

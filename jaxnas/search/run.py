@@ -21,12 +21,15 @@ import numpy as np
 from jaxnas import data as data_lib
 from jaxnas import spaces as spaces_lib
 from jaxnas import strategies as strategies_lib
-from jaxnas.arch import Arch, stack, to_json, unstack
+from jaxnas.arch import Arch, from_json, stack, to_json, unstack
 from jaxnas.nn import make_model
 from jaxnas.search.config import Record, SearchConfig, best_record
 from jaxnas.search.context import build_strategy
+from jaxnas.search.rundir import WEIGHTS, atomic_write, params_bytes, read_params
 from jaxnas.train import (
     TrainConfig,
+    TrainState,
+    init_state,
     put_data,
     stack_candidates,
     take_candidates,
@@ -72,6 +75,10 @@ class Run:
         # checkpointed: with hash-derived weights and shared minibatches, retraining from
         # scratch to the same step count after a resume gives the same result.
         self.trained: dict[str, Any] = {}
+        # hash -> trained parameters (K rows), the parents of weight inheritance: in
+        # memory, or with a run directory in its weights/ (so a resumed run has them).
+        self.weights: dict[str, Any] = {}
+        self._inherit = jax.jit(jax.vmap(self.model.inherit))
         self.history: list[Record] = []
         self.generation = 0
         self.elapsed = 0.0
@@ -112,10 +119,11 @@ class Run:
                  else self.config.steps)
         members = unstack(archs)
         hashes = [self.space.canonical_hash(a) for a in members]
-        fresh: dict[str, Arch] = {}
-        for h, arch in zip(hashes, members, strict=True):
+        parents = self._parents(len(members))
+        fresh: dict[str, tuple[Arch, str | None]] = {}
+        for h, arch, parent in zip(hashes, members, parents, strict=True):
             if (h, steps) not in self.cache and h not in fresh:
-                fresh[h] = arch
+                fresh[h] = (arch, parent)
         fresh = dict(list(fresh.items())[:max(self.budget_left(), 0)])
         new_records = self._train(fresh, steps, start) if fresh else []
         fitness = np.array([
@@ -129,28 +137,51 @@ class Run:
         self.elapsed += time.perf_counter() - start
         return new_records
 
-    def _train(self, fresh: dict[str, Arch], steps: int, start: float) -> list[Record]:
+    def _parents(self, size: int) -> list[str | None]:
+        """Per asked member, the hash of the trained parent whose weights it inherits."""
+        if not self.config.inherit or self.strategy.lineage is None:
+            return [None] * size
+        lineage = self.strategy.lineage(self.state)
+        found = []
+        for arch, has_parent in zip(unstack(lineage.parent), np.asarray(lineage.has_parent),
+                                    strict=True):
+            h = self.space.canonical_hash(arch) if has_parent else None
+            found.append(h if h is not None and self._stored(h) else None)
+        return found
+
+    def _train(self, fresh: dict[str, tuple[Arch, str | None]], steps: int,
+               start: float) -> list[Record]:
         hashes = list(fresh)
-        archs = stack(list(fresh.values()))
+        archs = stack([arch for arch, _ in fresh.values()])
+        k = self.config.repeats
         groups: dict[int, list[int]] = {}
         for i, h in enumerate(hashes):
             done = int(self.trained[h].step) if h in self.trained else 0
             groups.setdefault(done if done < steps else 0, []).append(i)
-        val_loss = np.zeros(len(hashes), np.float32)
-        val_acc = np.zeros(len(hashes), np.float32)
+        val_loss = np.zeros((len(hashes), k), np.float32)
+        val_acc = np.zeros((len(hashes), k), np.float32)
         for done, index in sorted(groups.items()):
-            group = jax.tree_util.tree_map(lambda leaf, index=index: leaf[np.array(index)], archs)
-            state = None
+            # K rows per candidate, candidate-major: row j * K + r is repeat r of index[j].
+            group = jax.tree_util.tree_map(lambda leaf, index=index: leaf[np.repeat(index, k)],
+                                           archs)
+            names = [hashes[i] for i in index]
             if done:
-                state = stack_candidates([self.trained[hashes[i]] for i in index])
+                state = stack_candidates([self.trained[h] for h in names]).map_candidates(
+                    lambda leaf: leaf.reshape((-1,) + leaf.shape[2:]))
+            else:
+                state = self._start_state(names, group, [fresh[h][1] for h in names])
             result = train_population(
-                arch_keys(self.k_weights, [hashes[i] for i in index]), self.space, group,
-                self.device_data, self.train_config(steps - done), state=state,
-                batch_key=self.k_batches)
-            val_loss[index], val_acc[index] = result.val_loss, result.val_acc
-            if self.strategy.fidelity is not None:
-                for j, i in enumerate(index):
-                    self.trained[hashes[i]] = take_candidates(result.state, j)
+                arch_keys(self.k_weights, names), self.space, group, self.device_data,
+                self.train_config(steps - done), state=state, batch_key=self.k_batches)
+            val_loss[index] = result.val_loss.reshape(-1, k)
+            val_acc[index] = result.val_acc.reshape(-1, k)
+            for j, h in enumerate(names):
+                rows = np.arange(j * k, (j + 1) * k)
+                if self.strategy.fidelity is not None:
+                    self.trained[h] = take_candidates(result.state, rows)
+                if self.config.inherit:
+                    self._store(h, jax.tree_util.tree_map(lambda leaf, rows=rows: np.asarray(
+                        leaf[rows]), result.params))
         params = np.asarray(self.model.num_params(archs))
         flops = np.asarray(self.model.flops(archs))
         seconds = (time.perf_counter() - start) / len(hashes)
@@ -160,13 +191,90 @@ class Run:
                 generation=self.generation, hash=h,
                 arch=to_json(jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], archs),
                              self.space.op_names),
-                val_loss=float(val_loss[i]), val_acc=float(val_acc[i]),
+                val_loss=float(val_loss[i].mean()), val_acc=float(val_acc[i].mean()),
                 params=int(params[i]), flops=int(flops[i]), steps=steps,
-                seconds=round(seconds, 4))
+                seconds=round(seconds, 4), parent=fresh[h][1])
+            if k > 1:
+                finite = np.isfinite(val_loss[i]).all()
+                record.val_loss_std = float(val_loss[i].std(ddof=1)) if finite else math.inf
+                record.val_acc_std = float(val_acc[i].std(ddof=1))
+                record.repeat_val_loss = [float(v) for v in val_loss[i]]
+                record.repeat_val_acc = [float(v) for v in val_acc[i]]
             self.cache[(h, steps)] = record
             self.history.append(record)
             records.append(record)
         return records
 
+    def _start_state(self, hashes: list[str], archs: Arch,
+                     parents: list[str | None]) -> TrainState | None:
+        """The state K rows per candidate start from (None: the plain fresh start, as
+        without repeats and inheritance).
+
+        Repeat 0 draws what a run without repeats draws; repeat r > 0 draws its initial
+        weights from ``fold_in(key, r)`` and its minibatch order from
+        ``fold_in(batch key, r)``. With inheritance, row r of a child starts from row r
+        of its parent's trained parameters (``Model.inherit``) and fresh optimiser state.
+        """
+        k = self.config.repeats
+        if k == 1 and not any(parents):
+            return None
+        keys = arch_keys(self.k_weights, hashes)
+        keys = jnp.stack([jax.random.fold_in(key, r) if r else key
+                          for key in keys for r in range(k)])
+        state = init_state(keys, self.space, len(keys), self.device_data,
+                                     self.train_config(self.config.steps),
+                                     batch_key=self.k_batches)
+        if k > 1:
+            orders = np.stack([jax.random.key_data(jax.random.fold_in(self.k_batches, r) if r
+                                                   else self.k_batches) for r in range(k)])
+            state = state._replace(batch_key=np.tile(orders, (len(hashes), 1)))
+        if any(parents):
+            fresh = jax.device_get(state.params)
+            rows, sources = [], []
+            for j, parent in enumerate(parents):
+                if parent is not None:
+                    rows.append(np.arange(j * k, (j + 1) * k))
+                    sources.append(self._load(parent))
+            rows = np.concatenate(rows)
+            parent_params = jax.tree_util.tree_map(
+                lambda own, *given: _set_rows(own, rows, np.concatenate(given)), fresh,
+                *sources)
+            parent_archs = Arch(adj=np.array(archs.adj), ops=np.array(archs.ops))
+            for j, parent in enumerate(parents):
+                if parent is not None:
+                    trained_as = from_json(self._parent_record(parent).arch, self.space.op_names)
+                    parent_archs.adj[j * k:(j + 1) * k] = np.asarray(trained_as.adj)
+                    parent_archs.ops[j * k:(j + 1) * k] = np.asarray(trained_as.ops)
+            state = state._replace(params=self._inherit(parent_params, parent_archs,
+                                                        state.params, archs))
+        return state
+
+    def _weights_path(self, h: str) -> Path:
+        return self.out / WEIGHTS / f"{h}.msgpack"
+
+    def _stored(self, h: str) -> bool:
+        return h in self.weights or (self.out is not None and self._weights_path(h).is_file())
+
+    def _store(self, h: str, params: Any) -> None:
+        if self.out is None:
+            self.weights[h] = params
+        else:
+            atomic_write(self._weights_path(h), params_bytes(params))
+
+    def _load(self, h: str) -> Any:
+        if h in self.weights:
+            return self.weights[h]
+        like = jax.eval_shape(self.model.init, jax.random.key(0))
+        return read_params(self._weights_path(h), like)
+
+    def _parent_record(self, h: str) -> Record:
+        return next(r for r in reversed(self.history) if r.hash == h)
+
     def best(self) -> Record:
         return best_record(self.history, self.config.objective)
+
+
+def _set_rows(leaf: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.array(leaf)
+    out[rows] = values
+    return out

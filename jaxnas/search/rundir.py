@@ -2,7 +2,9 @@
 
 Layout: ``log.jsonl`` (one JSON line per evaluation), ``checkpoint/state.msgpack``
 (what ``--resume`` continues from), ``result.json``, ``best/`` (the retrained
-model) and ``plots/``. Every file is written whole or not at all.
+model), ``plots/`` and, with weight inheritance, ``weights/HASH.msgpack`` (each
+evaluated candidate's trained parameters, the parents of later children). Every
+file is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from jaxnas.search.config import Record, SearchConfig, SearchError
 from jaxnas.search.plots import write_plots
 
 CHECKPOINT = Path("checkpoint") / "state.msgpack"
+WEIGHTS = Path("weights")
 CHECKPOINT_VERSION = 1
 LOCK = ".lock"
 ALREADY_EXISTS = "{out} already exists; pass --resume to continue it or choose another --out"
@@ -86,6 +89,8 @@ def open_run_directory(run, out: Path, resume: bool):
         log_bytes = _restore(run, out)
     else:
         (out / "checkpoint").mkdir(exist_ok=True)
+        if run.config.inherit:
+            (out / WEIGHTS).mkdir(exist_ok=True)
         log_bytes = 0
         atomic_write(out / CHECKPOINT, checkpoint_bytes(run, 0))
         atomic_write(out / "log.jsonl", b"")
@@ -98,7 +103,7 @@ def open_run_directory(run, out: Path, resume: bool):
 def append_records(log_file, records: list[Record]) -> None:
     """Appends evaluation records to the open log and syncs it to disk."""
     for record in records:
-        log_file.write((json.dumps(dataclasses.asdict(record)) + "\n").encode())
+        log_file.write((json.dumps(record.to_json()) + "\n").encode())
     log_file.flush()
     os.fsync(log_file.fileno())
 
@@ -116,6 +121,19 @@ def checkpoint_bytes(run, log_bytes: int) -> bytes:
                      enumerate(jax.tree_util.tree_leaves(_keys_to_data(run.state)))},
     }
     return serialization.msgpack_serialize(payload)
+
+
+def params_bytes(params) -> bytes:
+    """A parameter pytree (dicts and lists of arrays) as msgpack, leaves in tree order."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return serialization.msgpack_serialize({str(i): np.asarray(v) for i, v in enumerate(leaves)})
+
+
+def read_params(path: Path, like):
+    """The pytree ``params_bytes`` wrote, shaped like ``like`` (leading axes may differ)."""
+    stored = serialization.msgpack_restore(path.read_bytes())
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    return jax.tree_util.tree_unflatten(treedef, [stored[str(i)] for i in range(len(leaves))])
 
 
 def read_config(out: Path) -> SearchConfig:

@@ -22,6 +22,7 @@ from jaxnas.train._trainer import (
     TrainResult,
     bucket_limits,
     evaluate,
+    init_state,
     make_evaluate,
     make_train,
     put_data,
@@ -30,7 +31,7 @@ from jaxnas.train._trainer import (
 
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "DeviceData", "Hyperparams", "PopulationLayout", "TrainConfig",
-    "TrainResult", "TrainState", "batch_indices", "bucket_limits", "evaluate",
+    "TrainResult", "TrainState", "batch_indices", "bucket_limits", "evaluate", "init_state",
     "initialize_distributed", "make_evaluate", "make_train", "pad_rows", "population_layout",
     "put_data", "stack_candidates", "take_candidates", "train_population",
 ]

@@ -272,6 +272,47 @@ def train_population(key: jax.Array, space: Space, archs: Arch, data: Dataset | 
     return train(key, archs, data, state, batch_key=batch_key)
 
 
+def init_state(key: jax.Array, space: Space, population: int, data: Dataset | DeviceData,
+               config: TrainConfig | None = None, *, batch_key: jax.Array | None = None,
+               devices: Sequence[jax.Device] | None = None) -> TrainState:
+    """The state a fresh ``train_population(key, ...)`` of P candidates starts from.
+
+    Initial parameters, fresh optimiser state and minibatch keys at step 0, drawn as
+    the fresh call draws them. Passed unchanged as ``state=`` it trains exactly as the
+    fresh call; edited first it trains from other starting points: inherited
+    parameters, other minibatch orders per candidate (``TrainState.batch_key``).
+
+    Args:
+      key: one key or (P,) keys, as for ``train_population``.
+      space: the candidates' search space.
+      population: P.
+      data: the ``Dataset`` or ``DeviceData`` they will train on (its shapes).
+      config: the training configuration (default ``TrainConfig()``).
+      batch_key: key of the shared minibatch order (required with (P,) keys).
+      devices: as for ``train_population``.
+    """
+    config = TrainConfig() if config is None else config
+    devices = _device_tuple(devices)
+    if not isinstance(data, DeviceData):
+        data = put_data(data, devices)
+    static = config.static()
+    chunk = _chunk_size(space, static, data.input_shape, data.num_classes,
+                        devices[0].platform)
+    layout = population_layout(population, chunk, len(devices), static.population_rounding)
+    mesh = _programs.mesh_of(devices)
+    with jax.threefry_partitionable(False):
+        init_keys, batch = _start_keys(key, batch_key, population, round_up(population, 1))
+        state = _programs.init_program(
+            space, static.model, static.optimizer, static.shared_batches, data.input_shape,
+            data.num_classes, devices, layout.size,
+        )(_global(pad_rows(init_keys[:population], layout.size),
+                  NamedSharding(mesh, Spec(AXIS))),
+          _global(batch, NamedSharding(mesh, Spec())))
+    if layout.size != population:
+        state = _programs.take_program(population)(state)
+    return state
+
+
 def evaluate(space: Space, archs: Arch, params: Any, x: np.ndarray, y: np.ndarray,
              num_classes: int, config: TrainConfig | None = None
              ) -> tuple[np.ndarray, np.ndarray]:

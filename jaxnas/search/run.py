@@ -222,29 +222,25 @@ class Run:
         keys = jnp.stack([jax.random.fold_in(key, r) if r else key
                           for key in keys for r in range(k)])
         state = init_state(keys, self.space, len(keys), self.device_data,
-                                     self.train_config(self.config.steps),
-                                     batch_key=self.k_batches)
+                           self.train_config(self.config.steps), batch_key=self.k_batches)
         if k > 1:
             orders = np.stack([jax.random.key_data(jax.random.fold_in(self.k_batches, r) if r
                                                    else self.k_batches) for r in range(k)])
             state = state._replace(batch_key=np.tile(orders, (len(hashes), 1)))
         if any(parents):
-            fresh = jax.device_get(state.params)
-            rows, sources = [], []
-            for j, parent in enumerate(parents):
-                if parent is not None:
-                    rows.append(np.arange(j * k, (j + 1) * k))
-                    sources.append(self._load(parent))
-            rows = np.concatenate(rows)
-            parent_params = jax.tree_util.tree_map(
-                lambda own, *given: _set_rows(own, rows, np.concatenate(given)), fresh,
-                *sources)
+            # Rows without a parent are their own parent: inherit then keeps them fresh.
+            parent_params = jax.tree_util.tree_map(np.array, jax.device_get(state.params))
             parent_archs = Arch(adj=np.array(archs.adj), ops=np.array(archs.ops))
             for j, parent in enumerate(parents):
-                if parent is not None:
-                    trained_as = from_json(self._parent_record(parent).arch, self.space.op_names)
-                    parent_archs.adj[j * k:(j + 1) * k] = np.asarray(trained_as.adj)
-                    parent_archs.ops[j * k:(j + 1) * k] = np.asarray(trained_as.ops)
+                if parent is None:
+                    continue
+                rows = slice(j * k, (j + 1) * k)
+                trained_as = from_json(self._parent_record(parent).arch, self.space.op_names)
+                parent_archs.adj[rows], parent_archs.ops[rows] = trained_as.adj, trained_as.ops
+                for leaf, value in zip(jax.tree_util.tree_leaves(parent_params),
+                                       jax.tree_util.tree_leaves(self._load(parent)),
+                                       strict=True):
+                    leaf[rows] = value
             state = state._replace(params=self._inherit(parent_params, parent_archs,
                                                         state.params, archs))
         return state
@@ -273,8 +269,3 @@ class Run:
     def best(self) -> Record:
         return best_record(self.history, self.config.objective)
 
-
-def _set_rows(leaf: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-    out = np.array(leaf)
-    out[rows] = values
-    return out

@@ -25,7 +25,7 @@ from jaxnas.arch import (
     reaches_output,
     stack,
 )
-from jaxnas.bench import needs, regret_curves
+from jaxnas.bench import _fused_rows, _loop_rows, needs, regret_curves
 from jaxnas.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,6 +320,18 @@ def test_fused_equals_stepwise_on_a_table(name):
     np.testing.assert_array_equal(np.asarray(fused.archs.ops), stepwise.archs.ops)
     np.testing.assert_array_equal(np.asarray(fused.fitness), stepwise.fitness)
     assert np.isfinite(np.asarray(fused.fitness)).all()
+
+
+def test_bench_in_seed_chunks_runs_each_seed_as_the_loop_does():
+    # 5 seeds in chunks of 2: two full chunks and a remainder, each seed's rows in place.
+    table = tables.get("jaxnas", path=JAXNAS_TABLE)
+    strategy = strategies.get("bananas", table.space, batch_size=4, capacity=16,
+                              train_steps=5, initial_samples=4)
+    keys = jax.random.split(jax.random.key(3), 5)
+    rows, _ = _fused_rows(strategy, table, 4, chunk=2)(keys)
+    looped, _ = _loop_rows(strategy, table, 4, keys)
+    assert len(np.unique(looped.reshape(5, -1), axis=0)) == 5
+    np.testing.assert_array_equal(np.asarray(rows), looped)
 
 
 def test_regret_curve_picks_by_validation_within_the_budget():

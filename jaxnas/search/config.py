@@ -66,6 +66,10 @@ class SearchConfig:
       objective: "loss", or "loss+params" / "loss+flops" for two objectives
         (validation loss and log10 of the parameter count or FLOPs).
       final_steps: training steps of the final retraining on train + validation.
+      initial: the JSON forms (``jaxnas.arch.to_json``) of architectures the search
+        evaluates first, in order; the strategy starts from them (``seeded``).
+        ``search(initial=...)`` and ``--initial`` read them from files, strings and
+        objects (``jaxnas.search.initial``).
     """
 
     space: str = _setting("mlp", "search space")
@@ -89,6 +93,7 @@ class SearchConfig:
     objective: str = _setting("loss", "what is minimised", choices=OBJECTIVES)
     final_steps: int = _setting(1000, "training steps when retraining the best on train+val",
                                 minimum=1)
+    initial: tuple[dict, ...] = _setting((), "architectures to evaluate first")
 
     def check(self) -> None:
         """Raises SearchError naming the first bad value (names are checked by ``search``,

@@ -39,11 +39,11 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
     The population is a FIFO of the last ``population_size`` told archs. The
     first ``population_size`` archs asked are the initial population (random;
     ``seeded(evolution(...), archs)`` asks given archs in place of the first
-    ones, e.g. from ``top_scored``); afterwards each child is the winner of a tournament of ``tournament_size``
-    members drawn without replacement, mutated ``mutations`` times by
-    ``space.mutate``. With M > 1 objectives the tournament winner is the member
-    of lowest non-dominated rank, then largest crowding distance (NSGA-II), and
-    ``best`` is the Pareto front of everything told.
+    ones, e.g. from ``top_scored``); afterwards each child is the winner of a
+    tournament of ``tournament_size`` members drawn without replacement, mutated
+    ``mutations`` times by ``space.mutate``. With M > 1 objectives the tournament
+    winner is the member of lowest non-dominated rank, then largest crowding
+    distance (NSGA-II), and ``best`` is the Pareto front of everything told.
 
     Args:
       space: the search space.

@@ -116,6 +116,7 @@ def _write(tmp_path, name, text):
 CHAIN = to_json(unstack(_mlp_seeds(1))[0], MLP.op_names)
 BAD = [  # (space, item maker, message)
     ("mlp", lambda d: str(d / "missing.json"), "missing.json: no such file"),
+    ("mlp", lambda d: d, ": not a file"),
     ("mlp", lambda d: _write(d, "a.json", "{not json"), "a.json: not valid JSON"),
     ("mlp", lambda d: _write(d, "e.json", "  \n"), "e.json: holds no architecture"),
     ("mlp", lambda d: _write(d, "l.json", "[]"), "l.json: holds no architecture"),

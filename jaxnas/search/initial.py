@@ -105,8 +105,10 @@ def _item(item: Any, label: str, space: Space) -> list[tuple[str, Arch]]:
 
 def _file(path: str, space: Space) -> list[tuple[str, Arch]]:
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise SearchError(f"{path}: no such file")
+    if not file.is_file():
+        raise SearchError(f"{path}: not a file")
     try:
         text = file.read_text()
     except UnicodeDecodeError:

@@ -107,7 +107,7 @@ def _search(args: argparse.Namespace) -> None:
     settings = {name: getattr(args, name) for name in _config_fields()
                 if getattr(args, name) is not None}
     options = _strategy_options(args.strategy_option or [])
-    if args.resume is not None and (settings or options):
+    if args.resume is not None and (settings or options or args.initial):
         raise UsageError("--resume continues a run with its own settings; give no other options")
     server = None
     if args.port is not None and not args.serve:
@@ -125,7 +125,7 @@ def _search(args: argparse.Namespace) -> None:
     try:
         result = search(out=args.out or args.resume, resume=args.resume is not None,
                         progress=progress, compile_cache=args.compile_cache,
-                        strategy_options=options, **settings)
+                        strategy_options=options, initial=args.initial or (), **settings)
     except SearchError as error:
         raise UsageError(str(error)) from None
     finally:
@@ -154,7 +154,7 @@ def _strategy_options(pairs: list[str]) -> dict:
 def _config_fields() -> dict[str, dataclasses.Field]:
     """The ``SearchConfig`` fields that are options of ``jaxnas search``, by name."""
     return {field.name: field for field in dataclasses.fields(SearchConfig)
-            if field.name != "strategy_options"}
+            if field.name not in ("strategy_options", "initial")}
 
 
 def _add_config_options(run: argparse.ArgumentParser) -> None:
@@ -454,6 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
                      help="an option of the strategy's factory, e.g. tournament_size=3 "
                      "(repeatable; values are read as JSON where they parse)")
+    run.add_argument("--initial", nargs="+", metavar="FILE",
+                     help="architectures to evaluate first, from which the strategy starts: "
+                     "files of architecture JSON (RUN/best/arch.json, a list, NAS-Bench-101 "
+                     "{matrix, ops}) or of NAS-Bench-201 strings, one per line, or such "
+                     "strings themselves")
     run.add_argument("--out", help="new run directory for the log, checkpoint, plots and model")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     run.add_argument("--quiet", action="store_true", help="no progress display")

@@ -325,11 +325,11 @@ def test_evolution_warm_starts_from_top_scored():
     pool = SPACE.sample(k_pool, 32)
     scores = np.asarray(correlated_score(k_score, pool))
     np.testing.assert_array_equal(initial.ops, np.asarray(pool.ops)[np.argsort(-scores)[:4]])
-    evolution = build("evolution")
-    state = evolution.strategy.init(jax.random.key(12), initial=initial[:3])
-    archs, _ = evolution.ask(jax.random.key(13), state)
+    evolution = strategies.seeded(build("evolution").strategy, initial[:3])
+    state = evolution.init(jax.random.key(12))
+    archs, _ = jax.jit(evolution.ask)(jax.random.key(13), state)
     np.testing.assert_array_equal(archs.ops[:3], initial.ops[:3])
-    np.testing.assert_array_equal(archs.ops[3], state.initial.ops[3])
+    np.testing.assert_array_equal(archs.ops[3], state.inner.initial.ops[3])
 
 
 def _schedule(name, generations):

@@ -75,6 +75,10 @@ class SearchConfig:
       repeats: K, each candidate trains K times in the same batch, with different
         initial weights and minibatch orders; the log holds the mean and std of the
         validation loss and accuracy, and strategies are told the mean loss.
+      initial: the JSON forms (``jaxnas.arch.to_json``) of architectures the search
+        evaluates first, in order; the strategy starts from them (``seeded``).
+        ``search(initial=...)`` and ``--initial`` read them from files, strings and
+        objects (``jaxnas.search.initial``).
     """
 
     space: str = _setting("mlp", "search space")
@@ -102,6 +106,7 @@ class SearchConfig:
                              "(only new or changed nodes start fresh)")
     repeats: int = _setting(1, "train each candidate this many times (other initial weights "
                             "and minibatch orders) and tell strategies the mean", minimum=1)
+    initial: tuple[dict, ...] = _setting((), "architectures to evaluate first")
 
     def check(self) -> None:
         """Raises SearchError naming the first bad value (names are checked by ``search``,

@@ -16,8 +16,9 @@ from typing import Any
 
 from jaxnas.data import Dataset
 from jaxnas.search.config import OBJECTIVE_WEIGHTS, SearchConfig, SearchError
+from jaxnas.search.initial import initial_population
 from jaxnas.spaces import Space
-from jaxnas.strategies import Strategy
+from jaxnas.strategies import Strategy, seeded
 from jaxnas.train import TrainConfig
 
 CONTEXT = ("batch_size", "objectives", "weights", "max_steps", "budget", "model_config",
@@ -79,7 +80,8 @@ def _listed(valid: list[str]) -> str:
 
 def build_strategy(name: str, factory: Callable[..., Strategy], space: Space,
                    config: SearchConfig, data: Dataset, train_config: TrainConfig) -> Strategy:
-    """The strategy of a search: ``factory(space, **context it takes, **options)``."""
+    """The strategy of a search: ``factory(space, **context it takes, **options)``, asking
+    ``config.initial`` first (``seeded``) when the run has initial architectures."""
     options = dict(config.strategy_options)
     check_options(name, factory, options)
     parameters = inspect.signature(factory).parameters.values()
@@ -88,6 +90,9 @@ def build_strategy(name: str, factory: Callable[..., Strategy], space: Space,
     thunks = _context(config, space, data, train_config)
     context = {key: build() for key, build in thunks.items() if takes_all or key in taken}
     try:
-        return factory(space, **context, **options)
+        strategy = factory(space, **context, **options)
+        if config.initial:
+            strategy = seeded(strategy, initial_population(config.initial, space))
     except (TypeError, ValueError) as error:
         raise SearchError(f"strategy {name}: {error}") from None
+    return strategy

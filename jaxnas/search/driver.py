@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -28,6 +28,7 @@ from jaxnas.search.config import (
     SearchInterrupted,
     SearchResult,
 )
+from jaxnas.search.initial import read_initial
 from jaxnas.search.run import Run, arch_keys
 from jaxnas.search.rundir import (
     ALREADY_EXISTS,
@@ -53,7 +54,8 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
            out: str | os.PathLike | None = None, *, resume: bool = False,
            strategy_options: dict | None = None,
            progress: Callable[[dict], None] | None = None,
-           compile_cache: str | os.PathLike | bool | None = None, **options) -> SearchResult:
+           compile_cache: str | os.PathLike | bool | None = None, initial: Sequence = (),
+           **options) -> SearchResult:
     """Runs a whole search and returns its result.
 
     Args:
@@ -75,6 +77,9 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
         this machine compiles nothing: a directory, True for the default
         (``~/.cache/jaxnas/xla``), False to leave it off; None reads
         ``$JAXNAS_COMPILE_CACHE`` (a directory or "off"), else the default.
+      initial: architectures to evaluate first, in order, from which the strategy
+        starts: files, NAS-Bench-201 strings, architecture JSON objects, ``Arch``
+        objects or NAS-Bench-101 ``(matrix, ops)`` pairs (``jaxnas.search.initial``).
       **options: other ``SearchConfig`` fields (population, steps, ...).
 
     Raises:
@@ -116,6 +121,9 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
             raise SearchError(ALREADY_EXISTS.format(out=out))
     config.check()
     _check_names(config, space_object, factory)
+    if not resume:
+        config = dataclasses.replace(config, initial=read_initial(
+            initial, space_object or spaces_lib.get(config.space)))
     run = Run(config, _load_data(dataset, config.seed), out, space_object, factory)
     lock = None if out is None else lock_run_directory(out, resume)
     try:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch
+from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, ArchError
 from jaxnas.spaces._base import Space, differs, until_valid
 
 
@@ -80,6 +80,22 @@ class ChainSpace(Space):
             return differs(candidate, arch)
 
         return until_valid(key, propose, accept, arch, 64)
+
+    def validate(self, arch: Arch) -> None:
+        """The base checks, then: the hidden layers fill a prefix of the nodes (padding
+        after them), between ``min_layers`` and ``max_layers`` of them, in one chain."""
+        super().validate(arch)
+        hidden = np.asarray(arch.ops)[1:-1]
+        depth = int(np.sum(hidden != PAD))
+        if (hidden[depth:] != PAD).any():
+            raise ArchError("the layers of a chain fill the first nodes; found padding "
+                            f"before node {depth + int(np.argmax(hidden[depth:] != PAD)) + 1}")
+        if depth < self.min_layers:
+            raise ArchError(f"a chain of {self.name} has at least {self.min_layers} "
+                            f"layer{'s' if self.min_layers != 1 else ''}; got {depth}")
+        if not np.array_equal(np.asarray(arch.adj), np.asarray(chain_arch(hidden).adj)):
+            raise ArchError(f"{self.name} architectures are chains: each layer reads the one "
+                            "before it and the output reads the last; these edges differ")
 
     def neighbours(self, arch: Arch) -> Arch:
         """Every single insertion, deletion and op change."""

@@ -34,6 +34,10 @@ jitted ``lax.scan`` (``run_stepwise`` does the same from Python); every
 strategy except ``local`` fuses (``local`` computes variable-sized
 neighbourhoods on the host with ``space.neighbours``).
 
+Seeding: ``seeded(strategy, archs)`` asks the given archs first, then lets the
+strategy go on; its tell sees them, so populations, training sets and climbs
+start from them (multi-fidelity strategies take them into a first rung).
+
 Strategies never import the trainer or the model: they see archs and fitness.
 
 Adding a strategy: ``register(name, factory)`` with a factory
@@ -62,6 +66,7 @@ from jaxnas.strategies._local import local_search
 from jaxnas.strategies._loop import History, make_fused, run_fused, run_stepwise
 from jaxnas.strategies._random import random_search
 from jaxnas.strategies._reinforce import reinforce
+from jaxnas.strategies._seeded import seeded
 from jaxnas.strategies._zero_cost import top_scored, zero_cost
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {
@@ -107,5 +112,5 @@ __all__ = [
     "History", "Info", "Lineage", "Strategy", "bananas", "evolution", "factory", "get", "hyperband",
     "local_search", "make_fused", "names", "objectives", "pareto", "random_search", "register",
     "reinforce", "run_fused",
-    "run_stepwise", "score", "successive_halving", "top_scored", "zero_cost",
+    "run_stepwise", "score", "seeded", "successive_halving", "top_scored", "zero_cost",
 ]

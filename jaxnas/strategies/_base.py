@@ -53,12 +53,13 @@ class Strategy(NamedTuple):
 
     Attributes:
       init: ``init(key, params=None) -> state``; ``params`` defaults to
-        ``default_params`` (some strategies take extra keyword-only arguments,
-        e.g. ``initial`` archs to evaluate first).
+        ``default_params`` (``seeded`` makes any strategy ask given archs first).
       ask: ``ask(key, state) -> (archs, state)``; archs is a population of
         ``info.batch_size`` architectures of the space.
       tell: ``tell(key, state, archs, fitness) -> (state, metrics)``; archs are
-        those of the preceding ``ask``, fitness (B,) or (B, M) is minimised and
+        those of the preceding ``ask``, some rows possibly replaced by others
+        (``seeded`` puts given archs there): a strategy learns from the archs
+        told, not from those it asked. fitness (B,) or (B, M) is minimised and
         any non-finite value (NaN included) counts as +inf; metrics is a dict of
         scalars.
       best: ``best(state) -> (arch, fitness)``: the best single architecture and
@@ -81,6 +82,10 @@ class Strategy(NamedTuple):
         ``state`` came from, read from that state (jittable). A driver that keeps
         trained weights by canonical hash starts a child from its parent's
         (``SearchConfig.inherit``).
+      fresh: None when every ask may return archs not asked before; otherwise
+        ``fresh(state) -> bool scalar``: whether the next ``ask`` may (a
+        multi-fidelity strategy's first rung of a bracket; its later rungs must
+        ask the survivors again). ``seeded`` puts given archs only into such asks.
     """
 
     init: Callable[..., State]
@@ -92,6 +97,7 @@ class Strategy(NamedTuple):
     space: Space
     info: Info
     lineage: Callable[[State], Lineage] | None = None
+    fresh: Callable[[State], jax.Array] | None = None
 
 
 @flax.struct.dataclass

@@ -37,13 +37,13 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
     """Regularised evolution: tournament, mutate the winner, the oldest member dies.
 
     The population is a FIFO of the last ``population_size`` told archs. The
-    first ``population_size`` asks return the initial population (random, or
-    ``init(..., initial=archs)`` to warm-start, e.g. from ``top_scored``);
-    afterwards each child is the winner of a tournament of ``tournament_size``
-    members drawn without replacement, mutated ``mutations`` times by
-    ``space.mutate``. With M > 1 objectives the tournament winner is the member
-    of lowest non-dominated rank, then largest crowding distance (NSGA-II), and
-    ``best`` is the Pareto front of everything told.
+    first ``population_size`` archs asked are the initial population (random;
+    ``seeded(evolution(...), archs)`` asks given archs in place of the first
+    ones, e.g. from ``top_scored``); afterwards each child is the winner of a
+    tournament of ``tournament_size`` members drawn without replacement, mutated
+    ``mutations`` times by ``space.mutate``. With M > 1 objectives the tournament
+    winner is the member of lowest non-dominated rank, then largest crowding
+    distance (NSGA-II), and ``best`` is the Pareto front of everything told.
 
     Args:
       space: the search space.
@@ -69,17 +69,10 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
     single = jnp.ones((1,), jnp.float32)
     fitness_shape = (population_size,) if not vector else (population_size, objectives)
 
-    def init(key: jax.Array, params: EvolutionParams | None = None, *,
-             initial: Arch | None = None) -> EvolutionState:
-        """Fresh state; ``initial`` (k,) archs are asked first, random samples fill up to P."""
+    def init(key: jax.Array, params: EvolutionParams | None = None) -> EvolutionState:
         params = default_params if params is None else params
         population = space.sample(key, population_size)
         first = _base.take(population, 0)
-        if initial is not None:
-            given = min(len(initial), population_size)
-            population = jax.tree_util.tree_map(
-                lambda fill, warm: fill.at[:given].set(jnp.asarray(warm[:given], fill.dtype)),
-                population, initial)
         if vector:
             best_arch = _base.broadcast(first, archive_size)
             best_fitness = jnp.full((archive_size, objectives), jnp.inf, jnp.float32)

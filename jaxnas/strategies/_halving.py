@@ -4,7 +4,9 @@ Fidelity protocol (``Strategy.fidelity``): ``fidelity(state)`` is the number of
 training steps at which the archs of the next ``ask`` must be evaluated (``ask``
 does not change it, so it may be read before or after the ask). A bracket's
 first rung asks fresh random archs; every later rung asks exactly the
-survivors of the previous rung (its best 1/eta), at about eta times the steps.
+survivors of the previous rung (its best 1/eta), at about eta times the steps
+(``fresh``: only a first rung takes new archs; the survivors are the best of the
+archs told, which ``seeded`` may have put in place of those asked).
 A driver that keeps each trained candidate keyed by canonical hash therefore
 continues a survivor from its stored step count up to ``fidelity`` rather
 than training it from scratch; ``tell``'s metric ``steps`` counts the training
@@ -121,17 +123,21 @@ def _multi_fidelity(name: str, space: Space, brackets: list[tuple[int, int]], ba
         best_fitness = jnp.where(improves, fitness[index], state.best_fitness)
         best_steps = jnp.where(improves, steps, state.best_steps)
 
-        told = state.scores.at[state.chunk * batch_size + jnp.arange(batch_size)].set(scores)
+        rows = state.chunk * batch_size + jnp.arange(batch_size)
+        told = state.scores.at[rows].set(scores)
+        # the archs told are the rung's members (``seeded`` may have put others in their rows)
+        members = jax.tree_util.tree_map(lambda old, new: old.at[rows].set(new), state.archs,
+                                         archs)
         chunk = state.chunk + 1
         rung_done = chunk >= chunks[state.bracket, state.rung]
         bracket_done = rung_done & (state.rung >= last_rung[state.bracket])
 
         active = position < chunks[state.bracket, state.rung] * batch_size
         order = jnp.argsort(jnp.where(active, told, jnp.inf), stable=True)
-        promoted = _base.take(state.archs, order)
+        promoted = _base.take(members, order)
         next_bracket = (state.bracket + 1) % len(brackets)
         state = state.replace(
-            archs=_base.where(jnp.broadcast_to(rung_done, (capacity,)), promoted, state.archs),
+            archs=_base.where(jnp.broadcast_to(rung_done, (capacity,)), promoted, members),
             scores=jnp.where(rung_done, jnp.inf, told),
             bracket=jnp.where(bracket_done, next_bracket, state.bracket),
             rung=jnp.where(bracket_done, 0, jnp.where(rung_done, state.rung + 1, state.rung)),
@@ -144,10 +150,13 @@ def _multi_fidelity(name: str, space: Space, brackets: list[tuple[int, int]], ba
     def best(state: HalvingState) -> tuple[Arch, jax.Array]:
         return state.best_arch, state.best_fitness
 
+    def fresh(state: HalvingState) -> jax.Array:
+        return state.rung == 0
+
     default_params = HalvingParams(max_steps=jnp.int32(max_steps), weights=weights)
     info = Info(name, batch_size, objectives, jittable=True, multi_fidelity=True,
                 vector_fitness=False)
-    return Strategy(init, ask, tell, best, fidelity, default_params, space, info)
+    return Strategy(init, ask, tell, best, fidelity, default_params, space, info, fresh=fresh)
 
 
 def rungs_within(budget: int, batch_size: int, eta: int = 3, most: int = 4) -> int:

@@ -41,11 +41,14 @@ class Decisions(NamedTuple):
       decode: ``decode(choices (D,) int32) -> (arch, used (D,) bool)``; ``used``
         marks the decisions the arch depends on.
       checked: whether a decoded arch may be invalid and must be redrawn.
+      encode: ``encode(arch) -> (choices, used)``, the decisions of one valid arch
+        of the space (``decode`` of them gives the arch, pruned in DAG spaces).
     """
 
     mask: np.ndarray
     decode: Callable[[jax.Array], tuple[Arch, jax.Array]]
     checked: bool
+    encode: Callable[[Arch], tuple[jax.Array, jax.Array]]
 
 
 def decisions(space: Space) -> Decisions:
@@ -60,7 +63,10 @@ def decisions(space: Space) -> Decisions:
             return (Arch(adj=fixed, ops=ops.astype(jnp.int32)),
                     jnp.ones(choices.shape, bool))
 
-        return Decisions(np.ones((n - 2, k), bool), decode_cell, checked=False)
+        def encode_cell(arch):
+            return arch.ops[1:-1].astype(jnp.int32), jnp.ones(n - 2, bool)
+
+        return Decisions(np.ones((n - 2, k), bool), decode_cell, False, encode_cell)
     if space.topology == "chain":
         layers, shallowest = space.max_layers, space.min_layers
         depths = layers - shallowest + 1
@@ -74,7 +80,14 @@ def decisions(space: Space) -> Decisions:
             arch = chain_arch(jnp.where(active, choices[1:], PAD).astype(jnp.int32))
             return arch, jnp.concatenate([jnp.array([True]), active])
 
-        return Decisions(mask, decode_chain, checked=False)
+        def encode_chain(arch):
+            hidden = arch.ops[1:-1]
+            active = hidden != PAD
+            depth = jnp.sum(active) - shallowest
+            choices = jnp.concatenate([depth[None], jnp.where(active, hidden, 0)])
+            return choices.astype(jnp.int32), jnp.concatenate([jnp.array([True]), active])
+
+        return Decisions(mask, decode_chain, False, encode_chain)
     if space.topology == "link":
         mask = np.zeros((7, max(k, 4)), bool)
         for node in range(3):
@@ -85,7 +98,12 @@ def decisions(space: Space) -> Decisions:
             link = jnp.concatenate([jnp.zeros(1, choices.dtype), choices[:3]])
             return nasbench_graph_arch(link, choices[3:]), jnp.ones(choices.shape, bool)
 
-        return Decisions(mask, decode_graph, checked=True)
+        def encode_graph(arch):
+            parents = jnp.argmax(arch.adj[:5, 2:5], axis=0)  # of op nodes 2-4
+            choices = jnp.concatenate([parents, arch.ops[1:5]]).astype(jnp.int32)
+            return choices, jnp.ones(7, bool)
+
+        return Decisions(mask, decode_graph, True, encode_graph)
     if space.topology == "dag":
         rows, cols = np.triu_indices(n, 1)
         edges = len(rows)
@@ -100,7 +118,14 @@ def decisions(space: Space) -> Decisions:
             live = arch.ops[1:-1] != PAD
             return arch, jnp.concatenate([jnp.ones(edges, bool), live])
 
-        return Decisions(mask, decode_dag, checked=True)
+        def encode_dag(arch):
+            inner = arch.ops[1:-1]
+            choices = jnp.concatenate([arch.adj[rows, cols].astype(jnp.int32),
+                                       jnp.where(inner >= 0, inner, 0)])
+            live = enc.prune(arch).ops[1:-1] != PAD
+            return choices.astype(jnp.int32), jnp.concatenate([jnp.ones(edges, bool), live])
+
+        return Decisions(mask, decode_dag, True, encode_dag)
     raise ValueError(f"reinforce has no controller for space {space.name!r} "
                      f"({type(space).__name__}); it supports nasbench201, chain and DAG spaces")
 
@@ -122,6 +147,7 @@ class ReinforceState:
     has_baseline: jax.Array  # () bool
     choices: jax.Array  # (B, D) int32 decisions drawn by the last ask
     used: jax.Array  # (B, D) bool, the decisions each asked arch depends on
+    asked: Arch  # (B,) the archs the last ask returned
     best_arch: Arch
     best_fitness: jax.Array  # () or (M,)
     count: jax.Array  # () int32
@@ -136,9 +162,10 @@ def reinforce(space: Space, *, batch_size: int = 10, learning_rate: float = 0.1,
     Adam step on the logits of ``mean(advantage * log p(arch)) + entropy_coef *
     entropy`` (ascent), where advantage is (reward - baseline) divided by the
     batch's reward standard deviation, so steps do not depend on the fitness
-    scale. Non-finite fitness gets the batch's worst finite reward. ``tell``
-    must receive the archs of the preceding ask (their decisions are kept in
-    the state). Where the space needs redraws, a draw still invalid after
+    scale. Non-finite fitness gets the batch's worst finite reward. The
+    gradient is that of the decisions drawn by the preceding ask (kept in the
+    state), or of the told arch's own decisions in a row where another arch
+    was told (``seeded``). Where the space needs redraws, a draw still invalid after
     ``max_tries`` is replaced by the best arch so far (a valid one from
     ``init`` before any tell) and excluded from the gradient.
 
@@ -189,19 +216,20 @@ def reinforce(space: Space, *, batch_size: int = 10, learning_rate: float = 0.1,
     def init(key: jax.Array, params: ReinforceParams | None = None) -> ReinforceState:
         params = default_params if params is None else params
         logits = jnp.zeros(table.mask.shape, jnp.float32)
+        first = space.sample_one(key)
         return ReinforceState(
             params=params, logits=logits, opt_state=adam.init(logits),
             baseline=jnp.float32(0.0), has_baseline=jnp.array(False),
             choices=jnp.zeros((batch_size, count_decisions), jnp.int32),
             used=jnp.zeros((batch_size, count_decisions), bool),
-            best_arch=space.sample_one(key), best_fitness=_base.initial_fitness(objectives),
-            count=jnp.int32(0))
+            asked=_base.broadcast(first, batch_size), best_arch=first,
+            best_fitness=_base.initial_fitness(objectives), count=jnp.int32(0))
 
     def ask(key: jax.Array, state: ReinforceState) -> tuple[Arch, ReinforceState]:
         keys = jax.random.split(key, batch_size)
         choices, archs, used = jax.vmap(draw, in_axes=(0, None, None))(keys, state.logits,
                                                                        state.best_arch)
-        return archs, state.replace(choices=choices, used=used)
+        return archs, state.replace(choices=choices, used=used, asked=archs)
 
     def tell(key: jax.Array, state: ReinforceState, archs: Arch,
              fitness: jax.Array) -> tuple[ReinforceState, dict]:
@@ -216,11 +244,16 @@ def reinforce(space: Space, *, batch_size: int = 10, learning_rate: float = 0.1,
         previous = jnp.where(state.has_baseline, state.baseline, jnp.mean(reward))
         spread = jnp.std(reward)
         advantage = (reward - previous) / jnp.where(spread > 0, spread, 1.0)
+        replaced = (jnp.any(archs.ops != state.asked.ops, -1)
+                    | jnp.any(archs.adj != state.asked.adj, (-2, -1)))
+        own_choices, own_used = jax.vmap(table.encode)(archs)
+        choices = jnp.where(replaced[:, None], own_choices, state.choices)
+        used = jnp.where(replaced[:, None], own_used, state.used)
 
         def objective(logits):
             log_probs = jax.nn.log_softmax(jnp.where(mask, logits, _MASKED), -1)
-            chosen = jnp.take_along_axis(log_probs[None], state.choices[..., None], -1)[..., 0]
-            log_prob = jnp.sum(jnp.where(state.used, chosen, 0.0), -1)
+            chosen = jnp.take_along_axis(log_probs[None], choices[..., None], -1)[..., 0]
+            log_prob = jnp.sum(jnp.where(used, chosen, 0.0), -1)
             entropy = -jnp.sum(jnp.where(mask, jnp.exp(log_probs) * log_probs, 0.0))
             entropy = entropy / count_decisions
             return -jnp.mean(advantage * log_prob) - params.entropy_coef * entropy, entropy

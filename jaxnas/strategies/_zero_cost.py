@@ -21,8 +21,8 @@ def top_scored(key: jax.Array, space: Space, score_fn: ScoreFn, n: int,
     """The n distinct archs of highest ``score_fn`` among ``pool_size`` random samples.
 
     Jittable with ``space``, ``score_fn``, ``n`` and ``pool_size`` static. Use it
-    to warm-start another strategy, e.g. ``evolution(...).init(key,
-    initial=top_scored(...))``.
+    to warm-start another strategy, e.g. ``seeded(evolution(...),
+    top_scored(...))``.
 
     Args:
       key: PRNG key.

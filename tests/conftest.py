@@ -1,11 +1,51 @@
-"""Strict numerics for every test."""
+"""Strict numerics for every test, one compilation cache for the searches tests start in
+subprocesses, and the CLI run in this process."""
 
+import atexit
 import os
+import shutil
+import tempfile
+import types
 
 import jax
+import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # Searches in tests leave the user's compilation cache alone; tests of the cache name
 # their own directory.
 os.environ["JAXNAS_COMPILE_CACHE"] = "off"
+
+# The searches that tests start in subprocesses (``python -m jaxnas.cli search``) share
+# one compilation cache for the whole session, so a program compiled by one is loaded by
+# the next (tests/test_compile_cache.py shows the cache changes no result); this process
+# itself keeps the cache off. Subprocess helpers pass it as JAXNAS_COMPILE_CACHE.
+SUBPROCESS_CACHE = "JAXNAS_TEST_SUBPROCESS_CACHE"
+if not os.environ.get(SUBPROCESS_CACHE):
+    os.environ[SUBPROCESS_CACHE] = tempfile.mkdtemp(prefix="jaxnas-test-xla-")
+    atexit.register(shutil.rmtree, os.environ[SUBPROCESS_CACHE], ignore_errors=True)
+
+
+@pytest.fixture
+def cli_main(capsys):
+    """``jaxnas ARGS`` run by ``jaxnas.cli.main`` in this process, for commands that stop
+    before training (bad input, reports): no interpreter and JAX start for each.
+
+    Returns a function of the arguments giving (returncode, stdout, stderr) like
+    ``subprocess.run``. An exception other than argparse's exit propagates (the console
+    script would print a traceback). The console entry itself (``python -m jaxnas.cli``)
+    is exercised by the subprocess searches of tests/test_search.py, including their
+    one-line errors.
+    """
+    from jaxnas.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as stop:  # argparse's usage errors
+            code = stop.code
+        out, err = capsys.readouterr()
+        return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run

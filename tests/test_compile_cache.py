@@ -60,12 +60,11 @@ def test_settings(tmp_path, monkeypatch):
     assert compile_cache.resolve() is None
 
 
-def test_unusable_directory_is_one_line(tmp_path):
+def test_unusable_directory_is_one_line(tmp_path, cli_main):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    done = subprocess.run([sys.executable, "-m", "jaxnas.cli", "search", "--quiet",
-                           "--compile-cache", str(blocker / "cache"), "--budget-evals", "1"],
-                          capture_output=True, text=True)
+    done = cli_main("search", "--quiet", "--compile-cache", blocker / "cache",
+                    "--budget-evals", "1")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "compilation cache" in lines[0], done.stderr

@@ -77,19 +77,19 @@ def test_registered_space_strategy_and_data_run_through_the_cli(tmp_path):
     assert config["strategy_options"] == {"mutations": 2}
 
 
-def test_a_bad_strategy_option_lists_the_valid_ones(tmp_path):
+def test_a_bad_strategy_option_lists_the_valid_ones(tmp_path, cli_main):
     out = tmp_path / "never"
-    result = _cli("search", "--strategy", "evolution", "--strategy-option",
-                  "tournament=3", "--out", str(out))
+    result = cli_main("search", "--strategy", "evolution", "--strategy-option",
+                      "tournament=3", "--out", out)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "'tournament'" in result.stderr
     for name in ("population_size", "tournament_size", "mutations", "archive_size"):
         assert name in result.stderr
     assert not out.exists()
-    result = _cli("search", "--strategy-option", "batch_size=3", "--out", str(out))
+    result = cli_main("search", "--strategy-option", "batch_size=3", "--out", out)
     assert result.returncode == 2 and "set by the search itself" in result.stderr
-    result = _cli("search", "--strategy-option", "oops", "--out", str(out))
+    result = cli_main("search", "--strategy-option", "oops", "--out", out)
     assert result.returncode == 2 and "KEY=VALUE" in result.stderr
 
 

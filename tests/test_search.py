@@ -1,13 +1,11 @@
 """The search driver and the CLI: outputs, determinism, resume after SIGKILL, bad input."""
 
-import atexit
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,11 +19,12 @@ TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps"
         "--final-steps", "20", "--batch-size", "32", "--cells", "2", "--seed", "3"]
 
 
-# The searches this module starts in subprocesses share one compilation cache, so each
-# compiles its programs once (tests/test_compile_cache.py shows the cache changes no
-# result); the test process itself keeps the cache off (tests/conftest.py).
-_CACHE = tempfile.mkdtemp(prefix="jaxnas-test-xla-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+# The searches this module starts in subprocesses share the session's compilation cache,
+# so each compiles its programs once (tests/test_compile_cache.py shows the cache changes
+# no result); the test process itself keeps the cache off (tests/conftest.py). Commands
+# that stop before training run in this process (the cli_main fixture); the console
+# entry's own errors are checked by the subprocess searches below (lock, Ctrl-C).
+_CACHE = os.environ["JAXNAS_TEST_SUBPROCESS_CACHE"]
 
 
 def _env() -> dict:
@@ -129,7 +128,7 @@ def _kill_after(args, out: Path, records: int) -> None:
     process.wait()
 
 
-def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_path):
+def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_path, cli_main):
     """Successive halving continues survivors (with their batch-norm statistics) at the
     next rung; a run killed in between and resumed logs exactly what an uninterrupted
     run logs, and its export is a PyTorch state dict with the running statistics."""
@@ -156,7 +155,7 @@ def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_p
     assert not np.allclose(stem["mean"], 0) and not np.allclose(stem["var"], 1)
     torch = pytest.importorskip("torch", reason="the torch export needs torch")
     target = tmp_path / "state.pt"
-    _cli("export", str(reference), "--state-dict", str(target))
+    assert cli_main("export", reference, "--state-dict", target).returncode == 0
     state = torch.load(target)
     np.testing.assert_allclose(state["stem.1.running_mean"].numpy(), stem["mean"], rtol=1e-6)
     np.testing.assert_allclose(state["stem.1.running_var"].numpy(), stem["var"], rtol=1e-6)
@@ -189,70 +188,73 @@ def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path):
     (["--budget-evals", "0"], "must be at least 1"),
     (["--space", "nope"], "invalid choice: 'nope'"),
 ])
-def test_bad_options_give_one_line_and_write_nothing(tmp_path, args, message):
+def test_bad_options_give_one_line_and_write_nothing(tmp_path, cli_main, args, message):
     out = tmp_path / "never"
-    result = _cli("search", *args, "--out", str(out), check=False)
+    result = cli_main("search", *args, "--out", out)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
 
 
-def test_bad_dataset_file_and_existing_directory_are_refused(tmp_path):
+def test_bad_dataset_file_and_existing_directory_are_refused(tmp_path, cli_main):
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((10, 3)), y=np.zeros(9))
-    result = _cli("search", "--dataset", str(bad), "--out", str(tmp_path / "r"), check=False)
+    result = cli_main("search", "--dataset", bad, "--out", tmp_path / "r")
     assert result.returncode == 2 and "x has 10 rows but y has 9" in result.stderr
     assert result.stderr.count("\n") == 1
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
-    result = _cli("search", "--out", str(existing), check=False)
+    result = cli_main("search", "--out", existing)
     assert result.returncode == 2 and "already exists" in result.stderr
     assert (existing / "keep.txt").read_text() == "mine"
 
 
-def test_corrupt_checkpoint_and_wrong_directories_are_refused(finished_run, tmp_path):
+def test_corrupt_checkpoint_and_wrong_directories_are_refused(finished_run, tmp_path, cli_main):
     reference, _ = finished_run
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint").mkdir()
     (run / "checkpoint" / "state.msgpack").write_bytes(b"\x00garbage")
     (run / "log.jsonl").write_text("")
-    result = _cli("search", "--resume", str(run), check=False)
+    result = cli_main("search", "--resume", run)
     assert result.returncode == 2 and "is corrupt" in result.stderr
-    result = _cli("search", "--resume", str(tmp_path), check=False)
+    result = cli_main("search", "--resume", tmp_path)
     assert result.returncode == 2 and "not a run directory" in result.stderr
-    result = _cli("search", "--resume", str(reference), check=False)
+    result = cli_main("search", "--resume", reference)
     assert result.returncode == 2 and "finished search" in result.stderr
     with pytest.raises(SearchError, match="not a run directory"):
         read_log(tmp_path)
 
 
-def test_report_prints_the_top_architectures(finished_run):
+def test_report_prints_the_top_architectures(finished_run, cli_main):
     out, _ = finished_run
-    result = _cli("report", str(out), "--top", "3")
+    result = cli_main("report", out, "--top", "3")
+    assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["rank", "hash", "val_loss"]
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == 3
     assert "test accuracy" in result.stdout
 
 
-def test_space_commands():
-    result = _cli("space", "count", "nasbench201", "--json")
+def test_space_commands(cli_main):
+    result = cli_main("space", "count", "nasbench201", "--json")
+    assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"space": "nasbench201", "valid": 15625, "unique": 6466}
-    result = _cli("space", "count", "nasbench101", "--max-nodes", "9", check=False)
+    result = cli_main("space", "count", "nasbench101", "--max-nodes", "9")
     assert result.returncode == 2 and "between 2 and 7" in result.stderr
 
 
-def test_space_show(finished_run, tmp_path):
+def test_space_show(finished_run, tmp_path, cli_main):
     out, _ = finished_run
-    result = _cli("space", "show", str(out / "best" / "arch.json"))
+    result = cli_main("space", "show", out / "best" / "arch.json")
+    assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("mlp architecture, hash ")
     assert "node 0: input" in result.stdout
     broken = tmp_path / "broken.json"
     broken.write_text('{"nodes": ["input", "output"], "edges": [[1, 0]]}')
-    result = _cli("space", "show", str(broken), check=False)
+    result = cli_main("space", "show", broken)
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
@@ -273,13 +275,14 @@ with torch.no_grad():
 """
 
 
-def test_export_to_torch_gives_the_same_predictions(finished_run, tmp_path):
+def test_export_to_torch_gives_the_same_predictions(finished_run, tmp_path, cli_main):
     torch = pytest.importorskip("torch", reason="the torch export needs torch")
     from jaxnas import export
 
     out, _ = finished_run
     program, state = tmp_path / "best.pt2", tmp_path / "state.pt"
-    result = _cli("export", str(out), "--torch", str(program), "--state-dict", str(state))
+    result = cli_main("export", out, "--torch", program, "--state-dict", state)
+    assert result.returncode == 0, result.stderr
     assert "torch.export program" in result.stdout and "tensors" in result.stdout
     predictor = jaxnas.load(out)
     x = jaxnas.data.load("digits", seed=3).x_test[:50]
@@ -341,10 +344,10 @@ def test_run_directory_is_locked_while_a_search_writes_it(tmp_path, finished_run
 
 
 @pytest.mark.parametrize("where", ["/proc/x", "/dev/null/x", "FILE/x"])
-def test_uncreatable_run_directory_is_one_line(tmp_path, where):
+def test_uncreatable_run_directory_is_one_line(tmp_path, cli_main, where):
     blocker = tmp_path / "file"
     blocker.write_text("")
     out = where.replace("FILE", str(blocker))
-    result = _cli("search", "--quiet", *TINY, "--out", out, check=False)
+    result = cli_main("search", "--quiet", *TINY, "--out", out)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "cannot use" in result.stderr

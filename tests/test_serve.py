@@ -23,10 +23,13 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps", "10",
-        "--final-steps", "10", "--batch-size", "16", "--seed", "5", "--quiet"]
+# The settings of tests/test_search.py's TINY (another seed): with the session's
+# compilation cache (tests/conftest.py) this search loads the programs those compiled.
+TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps", "20",
+        "--final-steps", "20", "--batch-size", "32", "--cells", "2", "--seed", "5", "--quiet"]
 BROWSERS = ("chromium", "chromium-browser", "chromium-headless-shell", "google-chrome")
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1",
+       "JAXNAS_COMPILE_CACHE": os.environ["JAXNAS_TEST_SUBPROCESS_CACHE"]}
 
 
 def _cli(*args, **kwargs):
@@ -99,9 +102,9 @@ def test_a_run_writes_drawings_and_importance(watched_run):
     assert (out / "best" / "arch.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_report_prints_importance_and_draws_the_top_k(watched_run):
+def test_report_prints_importance_and_draws_the_top_k(watched_run, cli_main):
     out, _ = watched_run
-    done = _cli("report", str(out), "--importance", "--draw", "3", "--top", "4")
+    done = cli_main("report", out, "--importance", "--draw", "3", "--top", "4")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("kind"))
@@ -193,8 +196,10 @@ def test_serve_on_a_port_in_use_says_so(watched_run):
     (["--port", "9000"], "--port is the port of --serve"),
     (["--serve", "--port", "70000", "--out", "never"], "--port must be between 0 and 65535"),
 ])
-def test_search_serve_options_are_checked_before_searching(tmp_path, args, message):
-    done = _cli("search", *args, "--budget-evals", "4", cwd=tmp_path)
+def test_search_serve_options_are_checked_before_searching(tmp_path, monkeypatch, cli_main,
+                                                          args, message):
+    monkeypatch.chdir(tmp_path)
+    done = cli_main("search", *args, "--budget-evals", "4")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert message in done.stderr and not (tmp_path / "never").exists()
 

@@ -22,6 +22,7 @@ afresh, with running statistics of its own, by whoever evaluates it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -69,10 +70,25 @@ def darts(key: jax.Array, space: Space, data: Dataset,
           config: DartsConfig = DartsConfig()) -> DartsResult:  # noqa: B008 (frozen)
     """Runs first-order DARTS on ``data`` and returns the discretised architecture."""
     check_space(space)
+    run = _program(space, tuple(data.input_shape), data.num_classes, config)
+    k_init, k_alpha, k_batches = jax.random.split(key, 3)
+    edges, op_weights, val_loss = jax.device_get(run(
+        k_init, k_alpha, k_batches, jnp.asarray(data.x_train), jnp.asarray(data.y_train),
+        jnp.asarray(data.x_val), jnp.asarray(data.y_val)))
+    arch = discretise(space, np.asarray(edges), np.asarray(op_weights), config.inputs_per_node)
+    space.validate(arch)
+    return DartsResult(arch=arch, op_weights=op_weights, edge_weights=edges,
+                       val_loss=np.asarray(val_loss))
+
+
+@functools.lru_cache(maxsize=8)
+def _program(space: Space, input_shape: tuple[int, ...], num_classes: int,
+             config: DartsConfig):
+    """The compiled DARTS loop for a space, data shape and config; the data are its
+    arguments, so a second search of the same shapes compiles nothing."""
     n, k = space.max_nodes, space.num_ops
     fixed = space.topology == "fixed"
-    model = make_model(space, data.input_shape, data.num_classes, config.model)
-    k_init, k_alpha, k_batches = jax.random.split(key, 3)
+    model = make_model(space, input_shape, num_classes, config.model)
     index = jnp.arange(n)
     upper = (index[:, None] < index[None, :]).astype(jnp.float32)
     if fixed:
@@ -93,26 +109,24 @@ def darts(key: jax.Array, space: Space, data: Dataset,
     weight_opt = optax.adam(config.weight_lr)
     alpha_opt = optax.adamw(config.alpha_lr, b1=0.5, b2=0.999,
                             weight_decay=config.alpha_weight_decay)
-    x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    x_val, y_val = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
-
-    def step(carry, step_key):
-        params, arch_params, w_state, a_state = carry
-        k_train, k_val = jax.random.split(step_key)
-        t = jax.random.choice(k_train, len(y_train), (config.batch_size,), replace=False)
-        v = jax.random.choice(k_val, len(y_val), (min(config.batch_size, len(y_val)),),
-                              replace=False)
-        grads = jax.grad(loss)(params, arch_params, x_train[t], y_train[t])
-        updates, w_state = weight_opt.update(grads, w_state, params)
-        params = optax.apply_updates(params, updates)
-        val_loss, arch_grads = jax.value_and_grad(loss, 1)(params, arch_params, x_val[v],
-                                                            y_val[v])
-        updates, a_state = alpha_opt.update(arch_grads, a_state, arch_params)
-        arch_params = optax.apply_updates(arch_params, updates)
-        return (params, arch_params, w_state, a_state), val_loss
 
     @jax.jit
-    def run(k_init, k_alpha, k_batches):
+    def run(k_init, k_alpha, k_batches, x_train, y_train, x_val, y_val):
+        def step(carry, step_key):
+            params, arch_params, w_state, a_state = carry
+            k_train, k_val = jax.random.split(step_key)
+            t = jax.random.choice(k_train, len(y_train), (config.batch_size,), replace=False)
+            v = jax.random.choice(k_val, len(y_val), (min(config.batch_size, len(y_val)),),
+                                  replace=False)
+            grads = jax.grad(loss)(params, arch_params, x_train[t], y_train[t])
+            updates, w_state = weight_opt.update(grads, w_state, params)
+            params = optax.apply_updates(params, updates)
+            val_loss, arch_grads = jax.value_and_grad(loss, 1)(params, arch_params, x_val[v],
+                                                                y_val[v])
+            updates, a_state = alpha_opt.update(arch_grads, a_state, arch_params)
+            arch_params = optax.apply_updates(arch_params, updates)
+            return (params, arch_params, w_state, a_state), val_loss
+
         params = model.init(k_init)
         arch_params = (1e-3 * jax.random.normal(k_alpha, (n, k)), jnp.zeros((n, n)))
         carry = (params, arch_params, weight_opt.init(params), alpha_opt.init(arch_params))
@@ -121,11 +135,7 @@ def darts(key: jax.Array, space: Space, data: Dataset,
         edges, op_weights = relaxed(arch_params)
         return edges, op_weights, val_loss
 
-    edges, op_weights, val_loss = jax.device_get(run(k_init, k_alpha, k_batches))
-    arch = discretise(space, np.asarray(edges), np.asarray(op_weights), config.inputs_per_node)
-    space.validate(arch)
-    return DartsResult(arch=arch, op_weights=op_weights, edge_weights=edges,
-                       val_loss=np.asarray(val_loss))
+    return run
 
 
 def check_space(space: Space) -> None:

@@ -6,6 +6,7 @@ import json
 import jax
 import numpy as np
 import pytest
+import searching
 from flax import serialization
 
 import jaxnas
@@ -14,7 +15,6 @@ from jaxnas.arch import live_mask
 from jaxnas.nn import ModelConfig, make_model
 from jaxnas.search.config import kendall_tau
 from jaxnas.search.run import arch_keys
-from tests.test_search import _cli, _kill_after, _log_without_time
 
 SMALL = dict(population=4, steps=20, final_steps=10, batch_size=32, width=8, seed=5)
 
@@ -127,7 +127,7 @@ def test_repeat_zero_is_the_plain_run_and_the_log_holds_mean_and_std(tmp_path):
                                                   rel=1e-6)
     losses = np.array([r.repeat_val_loss for r in repeated.history])
     assert not np.any(losses[:, 1:] == losses[:, :1])
-    report = _cli("report", str(tmp_path / "repeated")).stdout
+    report = searching.cli("report", str(tmp_path / "repeated")).stdout
     assert "± " in report and "rank stability over 3 repeats" in report
 
 
@@ -150,9 +150,9 @@ def test_inheritance_with_repeats_resumes_exactly_after_sigkill(tmp_path):
             "10", "--batch-size", "32", "--width", "8", "--seed", "2",
             "--strategy-option", "population_size=4"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    _cli("search", *args, "--out", str(reference), "--quiet")
-    log = _log_without_time(reference)
+    searching.cli("search", *args, "--out", str(reference), "--quiet")
+    log = searching.log_without_time(reference)
     assert any(line.get("parent") for line in log[8:]), "children must inherit after the kill"
-    _kill_after(args, killed, 8)
-    _cli("search", "--resume", str(killed), "--quiet")
-    assert _log_without_time(killed) == log
+    searching.kill_after(args, killed, 8)
+    searching.cli("search", "--resume", str(killed), "--quiet")
+    assert searching.log_without_time(killed) == log

@@ -1,21 +1,13 @@
 """Seeding a search: --initial / initial= formats, seeds evaluated first, strategies
 starting from them (jittable, fused == stepwise), and an exact resume after SIGKILL."""
 
-import atexit
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import searching
 from objectives import OBJECTIVE, SMALL, SPACE
 
 import jaxnas
@@ -173,20 +165,10 @@ def test_bad_input_in_python_writes_nothing(tmp_path):
 
 # The searches this module starts in subprocesses share one compilation cache
 # (as in tests/test_search.py); the test process keeps the cache off.
-_CACHE = tempfile.mkdtemp(prefix="jaxnas-test-xla-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "JAXNAS_COMPILE_CACHE": _CACHE}
 
 
-def _cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "jaxnas.cli", *args], capture_output=True,
-                            text=True, env=_env(), timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}: {result.stderr[-2000:]}")
-    return result
 
 
 def test_cli_bad_initial_is_one_line_exit_2_and_no_run_directory(tmp_path):
@@ -195,12 +177,12 @@ def test_cli_bad_initial_is_one_line_exit_2_and_no_run_directory(tmp_path):
     for args, message in (
             ([good, str(tmp_path / "gone.json")], "gone.json: no such file"),
             ([good, NB201[0]], "needs the nasbench201 space; this run searches mlp")):
-        result = _cli("search", "--space", "mlp", "--initial", *args, "--out", str(out),
+        result = searching.cli("search", "--space", "mlp", "--initial", *args, "--out", str(out),
                       check=False)
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
         assert not out.exists()
-    result = _cli("search", "--resume", str(out), "--initial", good, check=False)
+    result = searching.cli("search", "--resume", str(out), "--initial", good, check=False)
     assert result.returncode == 2 and "give no other options" in result.stderr
 
 
@@ -334,28 +316,8 @@ def test_reinforce_learns_from_a_seed_as_if_it_had_drawn_it():
 
 # --- resume after SIGKILL ----------------------------------------------------------------
 
-def _log_without_time(out: Path) -> list[dict]:
-    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    for line in lines:
-        line.pop("seconds")
-    return lines
 
 
-def _kill_after(args, out: Path, records: int) -> None:
-    """Starts ``jaxnas search ARGS --out OUT`` and SIGKILLs it once the log holds
-    ``records`` lines."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jaxnas.cli", "search", *args, "--out", str(out), "--quiet"],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    log = out / "log.jsonl"
-    while time.time() < deadline and process.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= records:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the search ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 def test_seeded_search_killed_after_the_first_generation_resumes_exactly(tmp_path):
@@ -365,14 +327,14 @@ def test_seeded_search_killed_after_the_first_generation_resumes_exactly(tmp_pat
             "--final-steps", "10", "--batch-size", "32", "--width", "8", "--seed", "3",
             "--strategy-option", "population_size=8", "--initial", str(seeds)]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    _cli("search", *args, "--out", str(reference), "--quiet")
-    expected = _log_without_time(reference)
+    searching.cli("search", *args, "--out", str(reference), "--quiet")
+    expected = searching.log_without_time(reference)
     assert [line["arch"] for line in expected[:6]] == json.loads(seeds.read_text())
-    _kill_after(args, killed, 4)
+    searching.kill_after(args, killed, 4)
     assert 4 <= len(read_log(killed)) < 12
     assert not (killed / "result.json").exists()
-    _cli("search", "--resume", str(killed), "--quiet")
-    assert _log_without_time(killed) == expected
+    searching.cli("search", "--resume", str(killed), "--quiet")
+    assert searching.log_without_time(killed) == expected
     resumed = json.loads((killed / "result.json").read_text())
     assert resumed["config"]["initial"] == json.loads(seeds.read_text())
     assert resumed["best"] == json.loads((reference / "result.json").read_text())["best"]

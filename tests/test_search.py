@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import searching
 
 import jaxnas
 from jaxnas.search import SearchError, read_log
@@ -19,32 +20,16 @@ TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps"
         "--final-steps", "20", "--batch-size", "32", "--cells", "2", "--seed", "3"]
 
 
-# The searches this module starts in subprocesses share the session's compilation cache,
-# so each compiles its programs once (tests/test_compile_cache.py shows the cache changes
-# no result); the test process itself keeps the cache off (tests/conftest.py). Commands
-# that stop before training run in this process (the cli_main fixture); the console
-# entry's own errors are checked by the subprocess searches below (lock, Ctrl-C).
-_CACHE = os.environ["JAXNAS_TEST_SUBPROCESS_CACHE"]
+# Searches run as the console script in subprocesses (tests/searching.py) and share the
+# session's compilation cache. Commands that stop before training run in this process
+# (the cli_main fixture); the console entry's own errors are checked by the subprocess
+# searches below (lock, Ctrl-C).
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "JAXNAS_COMPILE_CACHE": _CACHE}
 
 
-def _cli(*args, check=True, **kwargs):
-    env = _env()
-    result = subprocess.run([sys.executable, "-m", "jaxnas.cli", *args], capture_output=True,
-                            text=True, env=env, timeout=600, **kwargs)
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}: {result.stderr[-2000:]}")
-    return result
 
 
-def _log_without_time(out: Path) -> list[dict]:
-    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    for line in lines:
-        line.pop("seconds")
-    return lines
 
 
 @pytest.fixture(scope="module")
@@ -92,40 +77,24 @@ def test_same_seed_gives_the_same_log(finished_run, tmp_path):
     again = tmp_path / "again"
     jaxnas.search(space="mlp", strategy="evolution", data="digits", budget=12, seed=3,
                   out=again, population=4, steps=20, final_steps=20, batch_size=32, cells=2)
-    assert _log_without_time(again) == _log_without_time(out)
+    assert searching.log_without_time(again) == searching.log_without_time(out)
 
 
 def test_sigkill_then_resume_loses_nothing_and_ends_the_same(finished_run, tmp_path):
     reference, _ = finished_run
     out = tmp_path / "killed"
-    _kill_after(TINY, out, 4)
+    searching.kill_after(TINY, out, 4)
     finished_before_kill = len(read_log(out))
     assert 4 <= finished_before_kill < 12
     assert not (out / "result.json").exists()
-    _cli("search", "--resume", str(out), "--quiet")
-    assert _log_without_time(out) == _log_without_time(reference)
+    searching.cli("search", "--resume", str(out), "--quiet")
+    assert searching.log_without_time(out) == searching.log_without_time(reference)
     resumed = json.loads((out / "result.json").read_text())
     expected = json.loads((reference / "result.json").read_text())
     assert resumed["best"] == expected["best"]
     assert resumed["test_accuracy"] == pytest.approx(expected["test_accuracy"])
 
 
-def _kill_after(args, out: Path, records: int) -> None:
-    """Starts ``jaxnas search ARGS --out OUT`` and SIGKILLs it once the log holds
-    ``records`` lines."""
-    env = _env()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jaxnas.cli", "search", *args, "--out", str(out), "--quiet"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    log = out / "log.jsonl"
-    while time.time() < deadline and process.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= records:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the search ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_path, cli_main):
@@ -138,12 +107,12 @@ def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_p
             "--budget-evals", "12", "--steps", "16", "--final-steps", "8", "--width", "4",
             "--batch-size", "32", "--seed", "1"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    _cli("search", *args, "--out", str(reference), "--quiet")
-    rungs = {line["steps"] for line in _log_without_time(reference)}
+    searching.cli("search", *args, "--out", str(reference), "--quiet")
+    rungs = {line["steps"] for line in searching.log_without_time(reference)}
     assert len(rungs) > 1, "survivors must be continued at a higher fidelity"
-    _kill_after(args, killed, 6)
-    _cli("search", "--resume", str(killed), "--quiet")
-    assert _log_without_time(killed) == _log_without_time(reference)
+    searching.kill_after(args, killed, 6)
+    searching.cli("search", "--resume", str(killed), "--quiet")
+    assert searching.log_without_time(killed) == searching.log_without_time(reference)
     predictor = jaxnas.load(reference)
     assert predictor.model_config.norm == "batch"
     # predict uses the running statistics: the retrained model's test accuracy again.
@@ -163,7 +132,7 @@ def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_p
 
 def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path):
     out = tmp_path / "interrupted"
-    env = _env()
+    env = searching.env()
     process = subprocess.Popen(
         [sys.executable, "-m", "jaxnas.cli", "search", *TINY, "--out", str(out), "--quiet"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -177,7 +146,7 @@ def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path):
     assert "Traceback" not in stderr
     done = len(read_log(out))
     assert 4 <= done < 12
-    _cli("search", "--resume", str(out), "--quiet")
+    searching.cli("search", "--resume", str(out), "--quiet")
     assert len(read_log(out)) == 12
 
 
@@ -334,13 +303,13 @@ def test_run_directory_is_locked_while_a_search_writes_it(tmp_path, finished_run
     for directory, args in ((fresh, [*TINY, "--out", str(fresh)]), (used, ["--resume", str(used)])):
         with _hold_lock(directory):
             before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-            result = _cli("search", "--quiet", *args, check=False)
+            result = searching.cli("search", "--quiet", *args, check=False)
             assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
             assert f"in use by another search (process {os.getpid()})" in result.stderr
             assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
     # The OS drops a lock with its holder: both can be used again.
-    assert "test accuracy" in _cli("search", "--quiet", "--resume", str(used)).stdout
-    assert "test accuracy" in _cli("search", "--quiet", *TINY, "--out", str(fresh)).stdout
+    assert "test accuracy" in searching.cli("search", "--quiet", "--resume", str(used)).stdout
+    assert "test accuracy" in searching.cli("search", "--quiet", *TINY, "--out", str(fresh)).stdout
 
 
 @pytest.mark.parametrize("where", ["/proc/x", "/dev/null/x", "FILE/x"])

@@ -22,19 +22,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import searching
 
 # The settings of tests/test_search.py's TINY (another seed): with the session's
 # compilation cache (tests/conftest.py) this search loads the programs those compiled.
 TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps", "20",
         "--final-steps", "20", "--batch-size", "32", "--cells", "2", "--seed", "5", "--quiet"]
 BROWSERS = ("chromium", "chromium-browser", "chromium-headless-shell", "google-chrome")
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1",
-       "JAXNAS_COMPILE_CACHE": os.environ["JAXNAS_TEST_SUBPROCESS_CACHE"]}
-
-
-def _cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "jaxnas.cli", *args], capture_output=True,
-                          text=True, env=ENV, timeout=300, **kwargs)
 
 
 def _get(url: str, method: str = "GET"):
@@ -59,7 +53,8 @@ def watched_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("serve") / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "jaxnas.cli", "search", *TINY, "--out", str(out), "--serve",
-         "--port", "0"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--port", "0"], env=searching.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
     line = process.stderr.readline()
     assert line.startswith("watch the search at http://127.0.0.1:"), line
     url = line.split()[-1]
@@ -129,7 +124,7 @@ class Server:
     def __init__(self, directory: Path):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jaxnas.cli", "serve", str(directory), "--port", "0"],
-            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=searching.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         assert " at http://127.0.0.1:" in line, line + self.process.stderr.read()
         self.url = line.split(" at ")[1].split()[0]
@@ -176,7 +171,7 @@ def test_the_server_is_read_only_and_answers_get(watched_run, serve):
     (lambda tmp: tmp, "is not a run directory"),
 ])
 def test_serve_rejects_a_directory_that_is_not_a_run(tmp_path, make_dir, message):
-    done = _cli("serve", str(make_dir(tmp_path)), "--port", "0")
+    done = searching.cli("serve", str(make_dir(tmp_path)), "--port", "0", check=False)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 
@@ -186,7 +181,8 @@ def test_serve_on_a_port_in_use_says_so(watched_run):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        done = _cli("serve", str(out), "--port", str(taken.getsockname()[1]))
+        done = searching.cli("serve", str(out), "--port", str(taken.getsockname()[1]),
+                             check=False)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "cannot serve on 127.0.0.1:" in done.stderr
 

@@ -1,5 +1,5 @@
 """Weight inheritance and repeated evaluations: what a child starts from, what K repeats
-log, and that both resume exactly after SIGKILL."""
+log, and that both (with seeds) resume exactly after SIGKILL."""
 
 import json
 
@@ -13,6 +13,7 @@ import jaxnas
 from jaxnas import spaces
 from jaxnas.arch import live_mask
 from jaxnas.nn import ModelConfig, make_model
+from jaxnas.search import read_log
 from jaxnas.search.config import kendall_tau
 from jaxnas.search.run import arch_keys
 
@@ -63,7 +64,7 @@ def test_a_searched_child_starts_from_its_parents_trained_weights(tmp_path):
     trained weights are its parent's stored weights on unchanged nodes and its own
     fresh initial weights on changed ones."""
     out = tmp_path / "run"
-    result = jaxnas.search(space="mlp", strategy="evolution", data="digits", budget=28,
+    result = jaxnas.search(space="mlp", strategy="evolution", data="digits", budget=20,
                            out=out, inherit=True, learning_rate=1e-12,
                            strategy_options={"population_size": 8}, **SMALL)
     space = spaces.get("mlp")
@@ -106,7 +107,7 @@ def test_a_searched_child_starts_from_its_parents_trained_weights(tmp_path):
     assert kept and changed
 
 
-def test_repeat_zero_is_the_plain_run_and_the_log_holds_mean_and_std(tmp_path):
+def test_repeat_zero_is_the_plain_run_and_the_log_holds_mean_and_std(tmp_path, cli_main):
     """K = 1 logs exactly the fields it always logged; with K = 3 repeat 0 reproduces
     the K = 1 results bit for bit, the other repeats differ, and the logged values are
     their mean and std."""
@@ -127,7 +128,7 @@ def test_repeat_zero_is_the_plain_run_and_the_log_holds_mean_and_std(tmp_path):
                                                   rel=1e-6)
     losses = np.array([r.repeat_val_loss for r in repeated.history])
     assert not np.any(losses[:, 1:] == losses[:, :1])
-    report = searching.cli("report", str(tmp_path / "repeated")).stdout
+    report = cli_main("report", tmp_path / "repeated").stdout
     assert "± " in report and "rank stability over 3 repeats" in report
 
 
@@ -142,17 +143,27 @@ def test_kendall_tau_matches_the_textbook_values():
     assert kendall_tau(x, y) == pytest.approx(3 / np.sqrt(6 * 5))
 
 
-def test_inheritance_with_repeats_resumes_exactly_after_sigkill(tmp_path):
-    """Killed after the first generations (weights of potential parents on disk) and
-    resumed: the log, parents included, is the uninterrupted run's."""
+def test_seeded_search_with_inheritance_and_repeats_resumes_exactly_after_sigkill(tmp_path):
+    """Seeds, inheritance and repeats at once: killed after two generations (the seeds and
+    their first children, whose weights are the parents of the third) and resumed, the
+    run logs exactly what the uninterrupted run logs, parents included."""
+    space = spaces.get("mlp")
+    seeds = tmp_path / "seeds.json"
+    seeds.write_text(json.dumps([jaxnas.arch.to_json(a, space.op_names) for a in
+                                 jaxnas.arch.unstack(space.sample(jax.random.key(7), 4))]))
     args = ["--space", "mlp", "--strategy", "evolution", "--inherit", "--repeats", "2",
-            "--population", "4", "--budget-evals", "16", "--steps", "20", "--final-steps",
-            "10", "--batch-size", "32", "--width", "8", "--seed", "2",
+            "--initial", str(seeds), "--population", "4", "--budget-evals", "12", "--steps",
+            "20", "--final-steps", "10", "--batch-size", "32", "--width", "8", "--seed", "2",
             "--strategy-option", "population_size=4"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     searching.cli("search", *args, "--out", str(reference), "--quiet")
     log = searching.log_without_time(reference)
+    assert [line["arch"] for line in log[:4]] == json.loads(seeds.read_text())
+    assert all(len(line["repeat_val_loss"]) == 2 for line in log)
     assert any(line.get("parent") for line in log[8:]), "children must inherit after the kill"
     searching.kill_after(args, killed, 8)
+    assert 8 <= len(read_log(killed)) < 12
     searching.cli("search", "--resume", str(killed), "--quiet")
     assert searching.log_without_time(killed) == log
+    resumed = json.loads((killed / "result.json").read_text())
+    assert resumed["best"] == json.loads((reference / "result.json").read_text())["best"]

@@ -1,5 +1,6 @@
 """Seeding a search: --initial / initial= formats, seeds evaluated first, strategies
-starting from them (jittable, fused == stepwise), and an exact resume after SIGKILL."""
+starting from them (jittable, fused == stepwise). The exact resume of a seeded search
+after SIGKILL is tests/test_inherit.py's (seeds, inheritance and repeats at once)."""
 
 import json
 
@@ -7,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import searching
 from objectives import OBJECTIVE, SMALL, SPACE
 
 import jaxnas
@@ -171,18 +171,17 @@ def test_bad_input_in_python_writes_nothing(tmp_path):
 
 
 
-def test_cli_bad_initial_is_one_line_exit_2_and_no_run_directory(tmp_path):
+def test_cli_bad_initial_is_one_line_exit_2_and_no_run_directory(tmp_path, cli_main):
     out = tmp_path / "never"
     good = _write(tmp_path, "good.json", json.dumps(CHAIN))
     for args, message in (
             ([good, str(tmp_path / "gone.json")], "gone.json: no such file"),
             ([good, NB201[0]], "needs the nasbench201 space; this run searches mlp")):
-        result = searching.cli("search", "--space", "mlp", "--initial", *args, "--out", str(out),
-                      check=False)
+        result = cli_main("search", "--space", "mlp", "--initial", *args, "--out", out)
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
         assert not out.exists()
-    result = searching.cli("search", "--resume", str(out), "--initial", good, check=False)
+    result = cli_main("search", "--resume", out, "--initial", good)
     assert result.returncode == 2 and "give no other options" in result.stderr
 
 
@@ -315,26 +314,3 @@ def test_reinforce_learns_from_a_seed_as_if_it_had_drawn_it():
 
 
 # --- resume after SIGKILL ----------------------------------------------------------------
-
-
-
-
-
-def test_seeded_search_killed_after_the_first_generation_resumes_exactly(tmp_path):
-    seeds = tmp_path / "seeds.json"
-    seeds.write_text(json.dumps([to_json(a, MLP.op_names) for a in unstack(_mlp_seeds(6))]))
-    args = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps", "20",
-            "--final-steps", "10", "--batch-size", "32", "--width", "8", "--seed", "3",
-            "--strategy-option", "population_size=8", "--initial", str(seeds)]
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    searching.cli("search", *args, "--out", str(reference), "--quiet")
-    expected = searching.log_without_time(reference)
-    assert [line["arch"] for line in expected[:6]] == json.loads(seeds.read_text())
-    searching.kill_after(args, killed, 4)
-    assert 4 <= len(read_log(killed)) < 12
-    assert not (killed / "result.json").exists()
-    searching.cli("search", "--resume", str(killed), "--quiet")
-    assert searching.log_without_time(killed) == expected
-    resumed = json.loads((killed / "result.json").read_text())
-    assert resumed["config"]["initial"] == json.loads(seeds.read_text())
-    assert resumed["best"] == json.loads((reference / "result.json").read_text())["best"]

@@ -132,6 +132,15 @@ def test_repeat_zero_is_the_plain_run_and_the_log_holds_mean_and_std(tmp_path, c
     assert "± " in report and "rank stability over 3 repeats" in report
 
 
+@pytest.mark.parametrize("strategy", ["random", "halving"])
+def test_inherit_with_a_strategy_without_parents_is_one_line_and_writes_nothing(
+        tmp_path, cli_main, strategy):
+    result = cli_main("search", "--strategy", strategy, "--inherit", "--out", tmp_path / "x")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--inherit would change nothing" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_kendall_tau_matches_the_textbook_values():
     a = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     assert kendall_tau(a, a) == 1.0

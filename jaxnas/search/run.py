@@ -23,7 +23,7 @@ from jaxnas import spaces as spaces_lib
 from jaxnas import strategies as strategies_lib
 from jaxnas.arch import Arch, from_json, stack, to_json, unstack
 from jaxnas.nn import make_model
-from jaxnas.search.config import Record, SearchConfig, best_record
+from jaxnas.search.config import Record, SearchConfig, SearchError, best_record
 from jaxnas.search.context import build_strategy
 from jaxnas.search.rundir import WEIGHTS, atomic_write, params_bytes, read_params
 from jaxnas.train import (
@@ -64,6 +64,10 @@ class Run:
             factory = strategies_lib.factory(config.strategy)
         self.strategy = build_strategy(config.strategy, factory, self.space, config, data,
                                        self.train_config(config.steps))
+        if config.inherit and self.strategy.lineage is None:
+            raise SearchError(f"strategy {config.strategy} proposes no children of trained "
+                              "parents, so --inherit would change nothing; use it with "
+                              "evolution, local or bananas")
         self.out = out
         self.model = make_model(self.space, self.data.input_shape, self.data.num_classes,
                                 config.model)

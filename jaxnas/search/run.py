@@ -83,6 +83,8 @@ class Run:
         # memory, or with a run directory in its weights/ (so a resumed run has them).
         self.weights: dict[str, Any] = {}
         self._inherit = jax.jit(jax.vmap(self.model.inherit))
+        self._params_like = (jax.eval_shape(self.model.init, jax.random.key(0))
+                             if config.inherit else None)
         self.history: list[Record] = []
         self.generation = 0
         self.elapsed = 0.0
@@ -264,8 +266,7 @@ class Run:
     def _load(self, h: str) -> Any:
         if h in self.weights:
             return self.weights[h]
-        like = jax.eval_shape(self.model.init, jax.random.key(0))
-        return read_params(self._weights_path(h), like)
+        return read_params(self._weights_path(h), self._params_like)
 
     def _parent_record(self, h: str) -> Record:
         return next(r for r in reversed(self.history) if r.hash == h)

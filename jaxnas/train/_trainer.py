@@ -167,6 +167,33 @@ def make_train(space: Space, config: TrainConfig | None = None,
     return train
 
 
+def _layout(space: Space, static: TrainConfig, data: DeviceData,
+            devices: tuple[jax.Device, ...], population: int):
+    """The padded layout of P candidates on ``devices`` (chunk size under the budget)."""
+    chunk = _chunk_size(space, static, data.input_shape, data.num_classes,
+                        devices[0].platform)
+    return population_layout(population, chunk, len(devices), static.population_rounding)
+
+
+def _placed_keys(devices: tuple[jax.Device, ...], layout,
+                 keys: tuple[np.ndarray, np.ndarray]) -> tuple[jax.Array, jax.Array]:
+    """Init key data (P, 2) padded to the layout and sharded by candidate, and the
+    replicated batch key data."""
+    mesh = _programs.mesh_of(devices)
+    return (_global(pad_rows(keys[0], layout.size), NamedSharding(mesh, Spec(AXIS))),
+            _global(keys[1], NamedSharding(mesh, Spec())))
+
+
+def _fresh_state(space: Space, static: TrainConfig, data: DeviceData,
+                 devices: tuple[jax.Device, ...], layout,
+                 keys: tuple[np.ndarray, np.ndarray]) -> TrainState:
+    """The padded fresh state of candidates drawn from ``keys``."""
+    return _programs.init_program(
+        space, static.model, static.optimizer, static.shared_batches, data.input_shape,
+        data.num_classes, devices, layout.size,
+    )(*_placed_keys(devices, layout, keys))
+
+
 def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ...],
                 data: DeviceData, archs: Arch | Compact, numbers: Hyperparams, *,
                 state: TrainState | None = None,
@@ -174,24 +201,17 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
     """Trains one group of candidates (host ``archs``, leading axis P) in one program,
     continuing ``state`` or from fresh ``keys`` (init key data (P, 2), batch key data)."""
     population = archs.ops.shape[0]
-    chunk = _chunk_size(space, static, data.input_shape, data.num_classes,
-                        devices[0].platform)
-    layout = population_layout(population, chunk, len(devices), static.population_rounding)
-    mesh = _programs.mesh_of(devices)
-    by_candidate = NamedSharding(mesh, Spec(AXIS))
+    layout = _layout(space, static, data, devices, population)
+    by_candidate = NamedSharding(_programs.mesh_of(devices), Spec(AXIS))
     archs = jax.tree.map(lambda a: _global(pad_rows(a, layout.size), by_candidate), archs)
     if state is not None:
         start_from = _programs.pad_program(devices, layout.size)(state)
+    elif static.keep_state:
+        start_from = _fresh_state(space, static, data, devices, layout, keys)
     else:
-        start_from = (_global(pad_rows(keys[0], layout.size), by_candidate),
-                      _global(keys[1], NamedSharding(mesh, Spec())))
-        if static.keep_state:
-            start_from = _programs.init_program(
-                space, static.model, static.optimizer, static.shared_batches,
-                data.input_shape, data.num_classes, devices, layout.size,
-            )(*start_from)
-        # Without keep_state the training program initialises chunk by chunk, so
-        # memory stays O(chunk) however large the population.
+        # The training program initialises chunk by chunk, so memory stays O(chunk)
+        # however large the population.
+        start_from = _placed_keys(devices, layout, keys)
     program = _programs.train_program(
         space, static, data.input_shape, data.num_classes, devices, layout,
         from_key=state is None and not static.keep_state)
@@ -296,18 +316,11 @@ def init_state(key: jax.Array, space: Space, population: int, data: Dataset | De
     if not isinstance(data, DeviceData):
         data = put_data(data, devices)
     static = config.static()
-    chunk = _chunk_size(space, static, data.input_shape, data.num_classes,
-                        devices[0].platform)
-    layout = population_layout(population, chunk, len(devices), static.population_rounding)
-    mesh = _programs.mesh_of(devices)
+    layout = _layout(space, static, data, devices, population)
     with jax.threefry_partitionable(False):
         init_keys, batch = _start_keys(key, batch_key, population, round_up(population, 1))
-        state = _programs.init_program(
-            space, static.model, static.optimizer, static.shared_batches, data.input_shape,
-            data.num_classes, devices, layout.size,
-        )(_global(pad_rows(init_keys[:population], layout.size),
-                  NamedSharding(mesh, Spec(AXIS))),
-          _global(batch, NamedSharding(mesh, Spec())))
+        state = _fresh_state(space, static, data, devices, layout,
+                             (init_keys[:population], batch))
     if layout.size != population:
         state = _programs.take_program(population)(state)
     return state

@@ -14,6 +14,7 @@ from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, live_nodes, prune, s
 from jaxnas.nn import ModelConfig, make_model, parse_op
 from jaxnas.nn._compact import compact, compute_nodes
 from jaxnas.nn._cost import executed_flops
+from jaxnas.nn._ops import conv, native_conv
 from jaxnas.spaces import ChainSpace, NasBench201Space, chain_arch
 
 SPACES = jaxnas.spaces.names()
@@ -377,6 +378,29 @@ def test_branching_computes_the_same_function_and_gradients(space_name):
             np.testing.assert_allclose(branched, padded, rtol=1e-5)
             jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                          branched_grads, padded_grads)
+
+
+@pytest.mark.parametrize(("shape", "taps"), [((3, 11, 4), 3), ((3, 11, 4), 5),
+                                              ((3, 8, 8, 4), 9), ((3, 7, 5, 4), 25),
+                                              ((2, 4, 5, 3, 4), 27), ((3, 6, 4), 1)])
+def test_native_convolution_equals_im2col(shape, taps):
+    """``native_conv`` (XLA's convolution with its hand-written gradient, the branching
+    path's) computes ``conv``'s function and gradients, for sequences, images and
+    volumes, square and not."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    kernel = jax.random.normal(jax.random.key(1), (taps, shape[-1], 5))
+    weights = jax.random.normal(jax.random.key(2), shape[:-1] + (5,))
+
+    def loss(fn, x, kernel):
+        return jnp.sum(jnp.tanh(fn(x, kernel)) * weights)
+
+    expected, expected_grads = jax.value_and_grad(functools.partial(loss, conv), (0, 1))(
+        x, kernel)
+    got, grads = jax.jit(jax.value_and_grad(functools.partial(loss, native_conv), (0, 1)))(
+        x, kernel)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    for a, b in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 NORM_SPACES = [name for name in SPACES

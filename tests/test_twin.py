@@ -211,3 +211,50 @@ def test_train_seed_style_same_minibatches_for_every_candidate():
     model = make_model(space, data.input_shape, data.num_classes)
     assert [r["num_params"] for r in results] == list(np.asarray(model.num_params(population)))
     assert twin.minibatch_indices(10, 7, 4).shape == (7, 4)
+
+
+@pytest.mark.parametrize(("space_name", "shape_name"), [("nasbench201", "digits"),
+                                                        ("conv", "digits"),
+                                                        ("conv", "mnist1d")])
+def test_trainer_trains_like_the_pytorch_loop(space_name, shape_name):
+    """``jaxnas.train`` as ``jaxnas search`` runs it on a CPU (one candidate at a time,
+    branching nodes, XLA's native convolutions, adam, batch norm) and the seed-style
+    PyTorch loop, from the same initial weights (``init_state``) on the same minibatches
+    (``batch_indices`` of the state's batch key): equal losses step by step and equal
+    validation losses (1e-4)."""
+    from jaxnas.data import from_arrays
+    from jaxnas.train import TrainConfig, batch_indices, init_state, make_train
+
+    space, population = _population(space_name)
+    rng = np.random.default_rng(5)
+    data = from_arrays(rng.normal(size=(80,) + SHAPES[shape_name]).astype(np.float32),
+                       np.arange(80) % NUM_CLASSES)
+    steps = 6
+    config = TrainConfig(steps=steps, batch_size=BATCH, learning_rate=0.01, curve_points=steps,
+                         model=ModelConfig(width=6))
+    state = init_state(jax.random.key(3), space, POPULATION, data, config)
+    result = make_train(space, config)(jax.random.key(3), population, data)
+    indices = np.asarray(batch_indices(jax.random.wrap_key_data(state.batch_key[0]), 0, steps,
+                                       len(data.y_train), BATCH))
+    x = torch.from_numpy(np.array(data.x_train))
+    y = torch.from_numpy(data.y_train.astype(np.int64))
+    for i, arch in enumerate(unstack(population)):
+        own = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i]), state.params)
+        module = twin.SeedModule(space, arch, data.input_shape, data.num_classes,
+                                 config.model).load_jax_params(own)
+        optimizer = torch.optim.Adam(module.parameters(), lr=0.01)
+        losses = []
+        for batch in indices:
+            loss = torch.nn.functional.cross_entropy(module(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        np.testing.assert_allclose(losses, np.asarray(result.train_curve)[i], rtol=1e-4,
+                                   atol=1e-4)
+        module.eval()
+        with torch.no_grad():
+            val_loss = torch.nn.functional.cross_entropy(
+                module(torch.from_numpy(np.array(data.x_val))),
+                torch.from_numpy(data.y_val.astype(np.int64)))
+        np.testing.assert_allclose(float(val_loss), float(result.val_loss[i]), rtol=1e-4)

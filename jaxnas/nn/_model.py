@@ -80,7 +80,17 @@ from jaxnas.arch._encoding import Arch, live_nodes
 from jaxnas.nn import _cost
 from jaxnas.nn._compact import Compact
 from jaxnas.nn._layout import Layout, ModelConfig, make_layout
-from jaxnas.nn._ops import ACTIVATIONS, OpSpec, batch_norm, channels, conv, norm, pool, tap_mask
+from jaxnas.nn._ops import (
+    ACTIVATIONS,
+    OpSpec,
+    batch_norm,
+    channels,
+    conv,
+    native_conv,
+    norm,
+    pool,
+    tap_mask,
+)
 from jaxnas.spaces import Space
 
 Params = Any
@@ -334,9 +344,10 @@ def inherit_params(layout: Layout, parent_params: Params, parent_arch: Arch, par
     return {**parent_params, "cells": cells}
 
 
-def _stem(layout: Layout, params: Params, x: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+def _stem(layout: Layout, params: Params, x: jax.Array, train: bool,
+          native: bool) -> tuple[jax.Array, dict]:
     """(B, *input_shape) -> (node 0 of the first cell: (B, *spatial, D) or (B, d), the
-    stem norm's new running statistics)."""
+    stem norm's new running statistics); ``native`` convolves with ``native_conv``."""
     batch = x.shape[0]
     stats = {}
     if not layout.spatial:
@@ -346,7 +357,8 @@ def _stem(layout: Layout, params: Params, x: jax.Array, train: bool) -> tuple[ja
         h = jax.nn.relu(x @ params["stem"]["kernel"][0] + channels(params["stem"]["bias"], 2))
     else:
         x = x.reshape(batch, *layout.spatial_shape, layout.in_channels)
-        z, stats = _normalise(params["stem"], conv(x, params["stem"]["kernel"]), train)
+        convolve = native_conv if native else conv
+        z, stats = _normalise(params["stem"], convolve(x, params["stem"]["kernel"]), train)
         h = jax.nn.relu(z)
     pad = layout.features - h.shape[-1]
     return (jnp.pad(h, [(0, 0)] * (h.ndim - 1) + [(0, pad)]) if pad else h), stats
@@ -404,7 +416,7 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
                 raise ValueError(f"op_weights must have shape ({n}, {k}); got {ops.shape}")
             choice = jnp.where(live[:, None], ops.astype(jnp.float32), 0.0)
             edges = adj.astype(jnp.float32)
-    h, stem_stats = _stem(layout, params, x, train)
+    h, stem_stats = _stem(layout, params, x, train, native=branch)
     stats: dict[str, Any] = {"stem": stem_stats} if stem_stats else {}
     cell_stats = []
     values = [] if layout.raw_input else [h]
@@ -528,17 +540,18 @@ def _node_branch(layout: Layout, params: Params, inp: jax.Array, choice: jax.Arr
         return jnp.zeros(inp.shape[:-1] + (d,), inp.dtype), _stats_of(params)
 
     def op_branch(spec):
-        return lambda params, inp: _op_output(layout, params, inp, spec, train)
+        return lambda params, inp: _op_output(layout, params, inp, spec, train, native=True)
 
     branches = [nothing] + [op_branch(s) for s in layout.specs]
     return jax.lax.switch(jnp.maximum(choice + 1, 0), branches, params, inp)
 
 
 def _op_output(layout: Layout, params: Params, inp: jax.Array, spec: OpSpec, train: bool,
-               convs: dict | None = None) -> tuple[jax.Array, dict]:
+               convs: dict | None = None, native: bool = False) -> tuple[jax.Array, dict]:
     """One op on a node's summed input (B, *spatial, D_in) -> ((B, *spatial, D), the
-    node's new running statistics); a convolution runs on its own taps only. ``convs``
-    caches convolutions by (kernel, pre-relu) across the ops of one node."""
+    node's new running statistics); a convolution runs on its own taps only, with
+    ``native_conv`` if ``native``. ``convs`` caches convolutions by (kernel, pre-relu)
+    across the ops of one node."""
     d = layout.features
     stats = _stats_of(params)
     if spec.kind == "zero":
@@ -551,7 +564,8 @@ def _op_output(layout: Layout, params: Params, inp: jax.Array, spec: OpSpec, tra
     key = (spec.kernel, spec.pre_relu)
     if key not in convs:
         used = tap_mask(spec.kernel, layout.max_kernel, layout.rank).nonzero()[0]
-        convs[key] = conv(jax.nn.relu(inp) if spec.pre_relu else inp, params["kernel"][used])
+        convolve = native_conv if native else conv
+        convs[key] = convolve(jax.nn.relu(inp) if spec.pre_relu else inp, params["kernel"][used])
     z = convs[key]
     if spec.bias:
         z = z + channels(params["bias"], z.ndim)

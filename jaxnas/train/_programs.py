@@ -129,7 +129,9 @@ def batch_indices(key: jax.Array, start: jax.Array, steps: int, num_examples: in
     Epoch e is the permutation drawn from ``fold_in(key, e)``; step t takes the
     (t mod steps_per_epoch)-th slice of epoch t // steps_per_epoch (the remainder of an
     epoch is dropped). The order depends only on (key, t), so a run continued over
-    several calls sees the same minibatches as one long run.
+    several calls sees the same minibatches as one long run, and this function gives
+    the trainer's minibatches for a ``TrainState.batch_key`` (or ``train``'s
+    ``batch_key``) whatever the caller's ``jax.threefry_partitionable`` setting.
     """
     per_epoch = num_examples // batch_size
     first_epoch = start // per_epoch
@@ -139,8 +141,11 @@ def batch_indices(key: jax.Array, start: jax.Array, steps: int, num_examples: in
 
     def permutation(epoch):
         # One sort of random bits (a stable argsort, so ties still give a permutation)
-        # compiles far smaller than jax.random.permutation's repeated shuffles.
-        bits = jax.random.bits(jax.random.fold_in(key, epoch), (num_examples,), jnp.uint32)
+        # compiles far smaller than jax.random.permutation's repeated shuffles. The bits
+        # are the trainer's (its non-partitionable threefry) wherever this is called.
+        with jax.threefry_partitionable(False):
+            bits = jax.random.bits(jax.random.fold_in(key, epoch), (num_examples,),
+                                   jnp.uint32)
         return jnp.argsort(bits)
 
     perms = jax.vmap(permutation)(epochs)

@@ -59,11 +59,13 @@ gradients):
   matmul; the nodes are unrolled ("auto" ``node_loop``), since a switch inside
   ``lax.scan`` ran 5-6x slower.
 
-Convolutions are im2col matmuls (faster than XLA's CPU convolution, which ran
-6x slower in a 6-conv NB201 cell on one candidate and ~20x slower under vmap);
-pools are separable chains of element-wise maxima / sums, 6x faster to
-differentiate than ``reduce_window``. ``docs/performance.md`` has the
-measurements behind these choices.
+Convolutions of the select program are im2col matmuls (under vmap XLA's CPU
+convolution becomes a grouped one, ~20x slower); the branching program and its
+stem use XLA's own convolution with a gradient written in the form XLA's CPU
+backend hands to its convolution library (``_ops.native_conv``: autodiff's form
+ran as naive loops inside the training loop). Pools are separable chains of
+element-wise maxima / sums, 6x faster to differentiate than ``reduce_window``.
+``docs/performance.md`` has the measurements behind these choices.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Test files run in parallel (pytest-xdist), each file in one worker so that its
+# module-level setups are made once: 9.5 min on 2 cores instead of 15.6 one after another.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile

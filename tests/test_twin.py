@@ -234,7 +234,7 @@ def test_trainer_trains_like_the_pytorch_loop(space_name, shape_name):
                          model=ModelConfig(width=6))
     state = init_state(jax.random.key(3), space, POPULATION, data, config)
     result = make_train(space, config)(jax.random.key(3), population, data)
-    indices = np.asarray(batch_indices(jax.random.wrap_key_data(state.batch_key[0]), 0, steps,
+    indices = np.array(batch_indices(jax.random.wrap_key_data(state.batch_key[0]), 0, steps,
                                        len(data.y_train), BATCH))
     x = torch.from_numpy(np.array(data.x_train))
     y = torch.from_numpy(data.y_train.astype(np.int64))

@@ -94,8 +94,8 @@ def _jax_run(model, params, population, x, y, indices):
     return run(params, population, x, y, indices)
 
 
-def _torch_losses(module, forward, x, y, indices):
-    opt = torch.optim.SGD(module.parameters(), lr=LR)
+def _torch_losses(module, forward, x, y, indices, optimizer=torch.optim.SGD, lr=LR):
+    opt = optimizer(module.parameters(), lr=lr)
     losses = []
     for batch in indices:
         loss = torch.nn.functional.cross_entropy(forward(x[batch]), y[batch])
@@ -242,14 +242,7 @@ def test_trainer_trains_like_the_pytorch_loop(space_name, shape_name):
         own = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i]), state.params)
         module = twin.SeedModule(space, arch, data.input_shape, data.num_classes,
                                  config.model).load_jax_params(own)
-        optimizer = torch.optim.Adam(module.parameters(), lr=0.01)
-        losses = []
-        for batch in indices:
-            loss = torch.nn.functional.cross_entropy(module(x[batch]), y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses = _torch_losses(module, module, x, y, indices, torch.optim.Adam, lr=0.01)
         np.testing.assert_allclose(losses, np.asarray(result.train_curve)[i], rtol=1e-4,
                                    atol=1e-4)
         module.eval()

@@ -347,9 +347,9 @@ def inherit_params(layout: Layout, parent_params: Params, parent_arch: Arch, par
 
 
 def _stem(layout: Layout, params: Params, x: jax.Array, train: bool,
-          native: bool) -> tuple[jax.Array, dict]:
+          convolve: Callable) -> tuple[jax.Array, dict]:
     """(B, *input_shape) -> (node 0 of the first cell: (B, *spatial, D) or (B, d), the
-    stem norm's new running statistics); ``native`` convolves with ``native_conv``."""
+    stem norm's new running statistics); a spatial stem convolves with ``convolve``."""
     batch = x.shape[0]
     stats = {}
     if not layout.spatial:
@@ -359,7 +359,6 @@ def _stem(layout: Layout, params: Params, x: jax.Array, train: bool,
         h = jax.nn.relu(x @ params["stem"]["kernel"][0] + channels(params["stem"]["bias"], 2))
     else:
         x = x.reshape(batch, *layout.spatial_shape, layout.in_channels)
-        convolve = native_conv if native else conv
         z, stats = _normalise(params["stem"], convolve(x, params["stem"]["kernel"]), train)
         h = jax.nn.relu(z)
     pad = layout.features - h.shape[-1]
@@ -418,7 +417,7 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
                 raise ValueError(f"op_weights must have shape ({n}, {k}); got {ops.shape}")
             choice = jnp.where(live[:, None], ops.astype(jnp.float32), 0.0)
             edges = adj.astype(jnp.float32)
-    h, stem_stats = _stem(layout, params, x, train, native=branch)
+    h, stem_stats = _stem(layout, params, x, train, native_conv if branch else conv)
     stats: dict[str, Any] = {"stem": stem_stats} if stem_stats else {}
     cell_stats = []
     values = [] if layout.raw_input else [h]
@@ -542,18 +541,20 @@ def _node_branch(layout: Layout, params: Params, inp: jax.Array, choice: jax.Arr
         return jnp.zeros(inp.shape[:-1] + (d,), inp.dtype), _stats_of(params)
 
     def op_branch(spec):
-        return lambda params, inp: _op_output(layout, params, inp, spec, train, native=True)
+        return lambda params, inp: _op_output(layout, params, inp, spec, train,
+                                              convolve=native_conv)
 
     branches = [nothing] + [op_branch(s) for s in layout.specs]
     return jax.lax.switch(jnp.maximum(choice + 1, 0), branches, params, inp)
 
 
 def _op_output(layout: Layout, params: Params, inp: jax.Array, spec: OpSpec, train: bool,
-               convs: dict | None = None, native: bool = False) -> tuple[jax.Array, dict]:
+               convs: dict | None = None, convolve: Callable = conv
+               ) -> tuple[jax.Array, dict]:
     """One op on a node's summed input (B, *spatial, D_in) -> ((B, *spatial, D), the
     node's new running statistics); a convolution runs on its own taps only, with
-    ``native_conv`` if ``native``. ``convs`` caches convolutions by (kernel, pre-relu)
-    across the ops of one node."""
+    ``convolve`` (``conv`` or ``native_conv``). ``convs`` caches convolutions by
+    (kernel, pre-relu) across the ops of one node."""
     d = layout.features
     stats = _stats_of(params)
     if spec.kind == "zero":
@@ -566,7 +567,6 @@ def _op_output(layout: Layout, params: Params, inp: jax.Array, spec: OpSpec, tra
     key = (spec.kernel, spec.pre_relu)
     if key not in convs:
         used = tap_mask(spec.kernel, layout.max_kernel, layout.rank).nonzero()[0]
-        convolve = native_conv if native else conv
         convs[key] = convolve(jax.nn.relu(inp) if spec.pre_relu else inp, params["kernel"][used])
     z = convs[key]
     if spec.bias:

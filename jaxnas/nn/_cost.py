@@ -90,17 +90,21 @@ def flops(layout: Layout, arch: Arch) -> jax.Array:
     return _batched(layout, arch, 1)
 
 
-def executed_flops(layout: Layout, slots: int | None = None) -> int:
+def executed_flops(layout: Layout, slots: int | None = None,
+                   template: tuple[int, ...] | None = None) -> int:
     """Forward FLOPs per example that the padded program executes, for any architecture;
-    with ``slots``, the program of ``slots`` inner node slots (a compacted bucket)."""
+    with ``slots``, the program of ``slots`` inner node slots (a compacted bucket); with
+    ``template``, the typed slots of ``Model.apply(..., template=...)``: a slot of class
+    k runs one k-window convolution (class 0, pooling only, no matmul)."""
     d = layout.features
-    stacked = layout.num_stacked if slots is None else slots - (layout.first_node - 1)
+    if template is None:
+        stacked = layout.num_stacked if slots is None else slots - (layout.first_node - 1)
+        template = (layout.max_kernel,) * stacked if layout.linear_specs else ()
     total = _stem_counts(layout)[1] + 2 * d * layout.num_classes
-    if not layout.linear_specs:
-        return total
-    node = 2 * layout.positions * layout.taps * d * d
+    per_cell = sum(2 * layout.positions * kernel ** layout.rank * d * d
+                   for kernel in template if kernel)
     for cell in range(layout.config.num_cells):
-        total += node * stacked
+        total += per_cell
         if layout.raw_input:
             total += 2 * layout.cell_input_features(cell) * d
     return int(total)

@@ -163,10 +163,29 @@ class Layout:
         """Size of node 0's value in a cell (the raw input only in a chain's first cell)."""
         return self.in_channels if self.raw_input and cell == 0 else self.features
 
-    def tap_table(self) -> np.ndarray:
-        """(K, taps) float32: the taps of the node kernel each op uses (zeros for non-linear)."""
-        return np.stack([tap_mask(s.kernel, self.max_kernel, self.rank) if s.kind == "linear"
-                         else np.zeros(self.taps, np.float32) for s in self.specs])
+    def tap_table(self, kernel: int | None = None) -> np.ndarray:
+        """(K, kernel**rank) float32: the taps of a ``kernel`` window (default the node
+        kernel's, ``max_kernel``) each op uses; zeros for ops that are not linear or whose
+        kernel is larger."""
+        kernel = self.max_kernel if kernel is None else kernel
+        return np.stack([tap_mask(s.kernel, kernel, self.rank)
+                         if s.kind == "linear" and s.kernel <= kernel
+                         else np.zeros(kernel ** self.rank, np.float32) for s in self.specs])
+
+    @functools.cached_property
+    def slot_classes(self) -> tuple[int, ...]:
+        """The kinds of typed node slot (``Model.apply(..., template=...)``), cheapest
+        first: 0 runs pooling only; k > 0 runs the linear ops of kernel <= k (on a
+        k-window) and pooling."""
+        kernels = sorted({s.kernel for s in self.linear_specs})
+        return ((0,) if any(s.kind == "pool" for s in self.specs) else ()) + tuple(kernels)
+
+    @functools.cached_property
+    def op_class(self) -> tuple[int, ...]:
+        """The cheapest slot class that runs each op id; -1 for ops that need no slot
+        (skip and zero, folded away by compaction)."""
+        return tuple(s.kernel if s.kind == "linear" else 0 if s.kind == "pool" else -1
+                     for s in self.specs)
 
 
 def make_layout(space: Space, input_shape: tuple[int, ...], num_classes: int,

@@ -77,6 +77,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 
 from jaxnas.arch._encoding import Arch, live_nodes
 from jaxnas.nn import _cost
@@ -164,10 +165,10 @@ def make_model(space: Space, input_shape: tuple[int, ...], num_classes: int,
     # compile instead of one per random draw); apply is left to the caller's jit.
     return Model(
         init=jax.jit(lambda key: init_params(layout, key)),
-        apply=lambda params, arch, x, *, branch=False: _apply(layout, params, arch, x, branch,
-                                                              train=False)[0],
-        apply_train=lambda params, arch, x, *, branch=False: _apply(layout, params, arch, x,
-                                                                    branch, train=True),
+        apply=lambda params, arch, x, *, branch=False, template=None: _apply(
+            layout, params, arch, x, branch, template, train=False)[0],
+        apply_train=lambda params, arch, x, *, branch=False, template=None: _apply(
+            layout, params, arch, x, branch, template, train=True),
         apply_relaxed=lambda params, adj_weights, op_weights, x: _forward(
             layout, params, adj_weights, op_weights, x, hard=False, train=True)[0],
         num_params=jax.jit(lambda arch: _cost.num_params(layout, arch)),
@@ -371,15 +372,24 @@ def _head(params: Params, h: jax.Array) -> jax.Array:
 
 
 def _apply(layout: Layout, params: Params, arch: Arch | Compact, x: jax.Array,
-           branch: bool, train: bool) -> tuple[jax.Array, Params]:
+           branch: bool, template: tuple[int, ...] | None, train: bool
+           ) -> tuple[jax.Array, Params]:
     node = arch.node if isinstance(arch, Compact) else None
+    if template is not None:
+        if node is None or branch:
+            raise ValueError("a slot template types the slots of a Compact in the select "
+                             "program: pass a Compact and branch=False")
+        unknown = set(template) - set(layout.slot_classes)
+        if unknown or len(template) > layout.num_stacked:
+            raise ValueError(f"a template holds at most {layout.num_stacked} slots of the "
+                             f"classes {layout.slot_classes}; got {template}")
     return _forward(layout, params, arch.adj, arch.ops, x, hard=True, node=node, branch=branch,
-                    train=train)
+                    template=template, train=train)
 
 
 def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: jax.Array, *,
              hard: bool, train: bool, collect: bool = False, node: jax.Array | None = None,
-             branch: bool = False):
+             branch: bool = False, template: tuple[int, ...] | None = None):
     """(logits (B, num_classes), new running statistics) of one architecture (hard) or
     one relaxation (soft).
 
@@ -388,7 +398,10 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
     slots: ``adj`` (K, K) edge multiplicities, ``ops`` (K,) op ids (-1 inactive), and
     slot i runs with the parameters of original node ``node[i]``. With ``collect``
     returns ``(values, logits)`` instead (see ``node_values``). ``branch`` (hard only)
-    runs each node's op alone under ``lax.switch``. ``train``: batch norm normalises
+    runs each node's op alone under ``lax.switch``. ``template`` (a Compact only) types
+    the slots: slot ``first_node + s`` runs only the ops of class ``template[s]`` (see
+    ``_node_hard``) and the slots past the template are not computed (they must be
+    empty). ``train``: batch norm normalises
     with batch statistics (the statistics returned are updated) instead of the running
     ones (returned unchanged).
     """
@@ -425,7 +438,8 @@ def _forward(layout: Layout, params: Params, adj: jax.Array, ops: jax.Array, x: 
         own = cell["nodes"]
         if node is not None:
             cell = {**cell, "nodes": jax.tree.map(lambda a: a[slots], own)}
-        h, states, node_stats = _cell(layout, cell, h, edges, choice, hard, branch, train)
+        h, states, node_stats = _cell(layout, cell, h, edges, choice, hard, branch, train,
+                                      template)
         if node is not None:
             node_stats = jax.tree.map(lambda full, new: full.at[homes].set(new, mode="drop"),
                                       _stats_of(own), node_stats)
@@ -471,8 +485,10 @@ def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -
 
 
 def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice: jax.Array,
-          hard: bool, branch: bool, train: bool) -> tuple[jax.Array, list[jax.Array], dict]:
-    """One cell: node 0 = h0 (B, *spatial, d0).
+          hard: bool, branch: bool, train: bool, template: tuple[int, ...] | None = None
+          ) -> tuple[jax.Array, list[jax.Array], dict]:
+    """One cell: node 0 = h0 (B, *spatial, d0); ``template``: the classes of the typed
+    slots (the slots after it are empty and not computed).
 
     Returns:
       (the output node (B, *spatial, D), the values of nodes 0..N-2 as a list, the
@@ -489,7 +505,7 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
                          hard, branch, train)
         states = [jnp.zeros_like(node1), node1]
     nodes = cell["nodes"]
-    if layout.scan_nodes(branch) and layout.num_stacked:
+    if layout.scan_nodes(branch) and layout.num_stacked and template is None:
         # Node first-1 (the cell input, or node 1 in chains) seeds a buffer of all N
         # node values; chains leave node 0's slot at zero (only node 1 reads it).
         buffer = jnp.zeros((n,) + states[-1].shape, h0.dtype).at[first - 1].set(states[-1])
@@ -506,16 +522,22 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
     node_stats = []
     for i in range(first, n - 1):
         node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], nodes)
+        if template is not None and i - first >= len(template):
+            node_stats.append(_stats_of(node_params))  # an empty slot: dropped by the caller
+            continue
+        kernel = None if template is None else template[i - first]
         inp = _gather(edges[first - 1:i, i], states[first - 1:], hard)
-        out, stats = _node(layout, node_params, inp, choice[i], hard, branch, train)
+        out, stats = _node(layout, node_params, inp, choice[i], hard, branch, train, kernel)
         states.append(out)
         node_stats.append(stats)
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *node_stats) if node_stats else {}
-    return _gather(edges[first - 1:n - 1, n - 1], states[first - 1:], hard), states, stacked
+    output = _gather(edges[first - 1:len(states), n - 1], states[first - 1:], hard)
+    return output, states, stacked
 
 
 def _node(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
-          hard: bool, branch: bool, train: bool) -> tuple[jax.Array, dict]:
+          hard: bool, branch: bool, train: bool, kernel: int | None = None
+          ) -> tuple[jax.Array, dict]:
     """One node on its summed input (B, *spatial, D): op id ``choice`` (hard; -1 for an
     inactive node) or the op mixture ``choice`` (K,) (soft, always in training mode,
     its running statistics left as they are).
@@ -527,7 +549,21 @@ def _node(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
         return _node_soft(layout, params, inp, choice), _stats_of(params)
     if branch:
         return _node_branch(layout, params, inp, choice, train)
-    return _node_hard(layout, params, inp, choice, train)
+    return _node_remat(layout, params, inp, choice, train, kernel)
+
+
+def _node_remat(layout, params, inp, choice, train, kernel):
+    """``_node_hard``, keeping for the backward pass only its input and its convolution's
+    output (``jax.checkpoint``): norms, activations, pools and selects are recomputed
+    (element-wise work, no matmul), so a vmapped chunk holds about two feature maps per
+    node instead of a dozen."""
+    policy = jax.checkpoint_policies.save_only_these_names(_CONV_OUTPUT)
+    run = jax.checkpoint(_node_hard, policy=policy, static_argnums=(0, 4, 5))
+    return run(layout, params, inp, choice, train, kernel)
+
+
+_CONV_OUTPUT = "node_conv"
+
 
 
 def _node_branch(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
@@ -594,16 +630,23 @@ def _activate(layout: Layout, z: jax.Array, op: jax.Array) -> jax.Array:
 
 
 def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array,
-               train: bool) -> tuple[jax.Array, dict]:
+               train: bool, kernel: int | None = None) -> tuple[jax.Array, dict]:
     """One node running op id ``choice``: one convolution / matmul whatever the op.
 
     Linear ops share the node kernel, masked to the op's taps, and the input relu when
     the op wants it; bias, normalisation, activation and width are then selected per op,
     so ops that differ only in those share the matmul. The running statistics change
     only on an active node whose op normalises.
+
+    ``kernel`` types the slot (``Layout.slot_classes``): only the linear ops of kernel <=
+    ``kernel`` run, on the ``kernel`` window's taps of the node kernel (0: no linear
+    op), besides pooling; ``choice`` must be one of the ops the slot runs. None runs
+    every op on the largest window (the padded select program).
     """
     specs = layout.specs
     d = layout.features
+    kernel = layout.max_kernel if kernel is None else kernel
+    linear = tuple(s for s in layout.linear_specs if s.kernel <= kernel)
     active = choice >= 0
     op = jnp.maximum(choice, 0)
     # Double where: an inactive node computes on zeros, so whatever its input holds, no
@@ -615,22 +658,23 @@ def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array
 
     groups: list[tuple[jax.Array, jax.Array]] = []
     stats = _stats_of(params)
-    if layout.linear_specs:
-        linear = layout.linear_specs
+    if linear:
         conv_in = inp
         if all(s.pre_relu for s in linear):
             conv_in = jax.nn.relu(inp)
         elif any(s.pre_relu for s in linear):
             conv_in = jnp.where(per_op([s.pre_relu for s in specs]), jax.nn.relu(inp), inp)
-        kernel = params["kernel"]
+        weights = params["kernel"]
+        if kernel < layout.max_kernel:
+            weights = weights[tap_mask(kernel, layout.max_kernel, layout.rank).nonzero()[0]]
         if len({s.kernel for s in linear}) > 1:
-            kernel = kernel * per_op(layout.tap_table())[:, None, None]
-        z = conv(conv_in, kernel)
-        if layout.has_bias:
+            weights = weights * per_op(layout.tap_table(kernel))[:, None, None]
+        z = checkpoint_name(conv(conv_in, weights), _CONV_OUTPUT)
+        if any(s.bias for s in linear):
             biased = z + channels(params["bias"], z.ndim)
             z = biased if all(s.bias for s in linear) else jnp.where(
                 per_op([s.bias for s in specs]), biased, z)
-        if layout.has_norm:
+        if any(s.norm for s in linear):
             normed, new = _normalise(params, z, train)
             normalises = per_op([s.norm for s in specs])
             z = normed if all(s.norm for s in linear) else jnp.where(normalises, normed, z)
@@ -640,7 +684,7 @@ def _node_hard(layout: Layout, params: Params, inp: jax.Array, choice: jax.Array
         if min(widths) < d:
             units = per_op(np.arange(d)[None, :] < np.array(widths)[:, None])
             z = jnp.where(channels(units, z.ndim), z, 0.0)
-        groups.append((per_op([s.kind == "linear" for s in specs]), z))
+        groups.append((per_op([s in linear for s in specs]), z))
     for kind, size in sorted({(s.pool, s.kernel) for s in specs if s.kind == "pool"}):
         chosen = per_op([s.kind == "pool" and (s.pool, s.kernel) == (kind, size) for s in specs])
         groups.append((chosen, pool(inp, kind, size)))

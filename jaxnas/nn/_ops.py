@@ -114,8 +114,13 @@ def tap_mask(kernel: int, max_kernel: int, rank: int) -> np.ndarray:
                      for offset in offsets(max_kernel, rank)], np.float32)
 
 
+@jax.checkpoint
 def conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Stride-1 'same' convolution (cross-correlation, like PyTorch) as one matmul.
+
+    Rematerialised (``jax.checkpoint``): the backward pass rebuilds the im2col patches
+    from x instead of keeping them, a kernel**rank times larger array, from the forward
+    pass (copies, no FLOPs): a vmapped chunk's working memory is dominated by them.
 
     Args:
       x: (B, *spatial, C_in) features.

@@ -7,7 +7,7 @@ a few rounded sizes, trained in chunks under a memory budget and sharded over ev
 device (every process after ``initialize_distributed``).
 """
 
-from jaxnas.train._config import OPTIMIZERS, SCHEDULES, Hyperparams, TrainConfig
+from jaxnas.train._config import OPTIMIZERS, PROGRAMS, SCHEDULES, Hyperparams, TrainConfig
 from jaxnas.train._distributed import initialize_distributed
 from jaxnas.train._layout import PopulationLayout, population_layout
 from jaxnas.train._programs import (
@@ -17,21 +17,26 @@ from jaxnas.train._programs import (
     stack_candidates,
     take_candidates,
 )
+from jaxnas.train._templates import Family, Plan, plan
 from jaxnas.train._trainer import (
     DeviceData,
+    ProgramCost,
     TrainResult,
-    bucket_limits,
     evaluate,
     init_state,
     make_evaluate,
     make_train,
+    memory_budget,
+    program_cost,
     put_data,
+    template_family,
     train_population,
 )
 
 __all__ = [
-    "OPTIMIZERS", "SCHEDULES", "DeviceData", "Hyperparams", "PopulationLayout", "TrainConfig",
-    "TrainResult", "TrainState", "batch_indices", "bucket_limits", "evaluate", "init_state",
-    "initialize_distributed", "make_evaluate", "make_train", "pad_rows", "population_layout",
-    "put_data", "stack_candidates", "take_candidates", "train_population",
+    "OPTIMIZERS", "PROGRAMS", "SCHEDULES", "DeviceData", "Family", "Hyperparams", "Plan",
+    "PopulationLayout", "ProgramCost", "TrainConfig", "TrainResult", "TrainState", "batch_indices",
+    "evaluate", "init_state", "initialize_distributed", "make_evaluate", "make_train",
+    "memory_budget", "pad_rows", "program_cost", "plan", "population_layout", "put_data",
+    "stack_candidates", "take_candidates", "template_family", "train_population",
 ]

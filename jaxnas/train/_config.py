@@ -20,6 +20,7 @@ import optax
 from jaxnas.nn import ModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+PROGRAMS = ("auto", "cpu", "accelerator", "select")
 SCHEDULES = ("constant", "cosine", "linear", "warmup_cosine")
 
 
@@ -44,17 +45,33 @@ class TrainConfig:
       weight_decay: decay coefficient (traced).
       momentum: SGD momentum (traced; ignored by adam and adamw).
       model: the model built for every candidate.
-      eval_batch_size: validation examples per evaluation batch.
+      eval_batch_size: validation examples per evaluation batch; the vmapped programs
+        ("accelerator", "select") evaluate at most ``batch_size`` at a time, so that a
+        chunk's evaluation never needs more memory than its training step.
       curve_points: length of the training-loss curve: the mean minibatch loss over
         each of this many equal segments of the call's steps (capped at ``steps``).
-      chunk_size: candidates trained together (in ``vmap``) through the whole step
-        loop; the population is a ``lax.map`` over chunks. A chunk of 1 is not vmapped:
-        each node of a candidate then runs only its own op (``lax.switch``). None picks
-        1 on CPU, where that is fastest, and elsewhere the largest chunk that fits
-        ``memory_budget_mb``.
-      memory_budget_mb: working memory one device may use for the chunk it trains
-        (estimated conservatively); the population's parameters and optimiser state
-        are held besides unless ``keep_state`` is False.
+      program: how a device trains its candidates (the same function, up to float
+        summation order): "cpu", one candidate at a time, each node running only its
+        own op under ``lax.switch`` (chunks of one, not vmapped: fastest on a CPU);
+        "accelerator", chunks of candidates in ``vmap``, each chunk through typed node
+        slots that run only its candidates' ops (``jaxnas.train.template_family``,
+        docs/scaling.md); "select", vmapped chunks of the padded program where every
+        node slot runs the space's largest kernel (the traced form ``make_evaluate``
+        needs); "auto", "cpu" on CPU devices, else "accelerator".
+      templates: the most slot templates of the accelerator program (branches of one
+        compiled program; each chunk runs one): more fit the candidates more tightly
+        and compile longer. 1 runs every chunk in the full template.
+      chunk_size: the most candidates trained together (in ``vmap``) through the whole
+        step loop; the population is a ``lax.map`` over chunks. None: 1 for the "cpu"
+        program, else the largest chunk whose working memory (the compiled step's own
+        memory analysis) fits the memory budget.
+      memory_budget_mb: working memory one device may use for the chunk it trains; the
+        population's parameters and optimiser state are held besides unless
+        ``keep_state`` is False. None: ``memory_fraction`` of what the device holds
+        (its allocator's limit on GPUs and TPUs, the machine's memory on a CPU), less
+        what is in use.
+      memory_fraction: the share of the device's memory a chunk may use when
+        ``memory_budget_mb`` is None.
       population_rounding: padded sizes per doubling of the number of chunks (1: powers
         of two, 2: also 1.5x powers of two, ...; 0: whole chunks only). A population that
         fits one chunk per device pads to a power of two (unless 0). Rounding makes
@@ -64,19 +81,6 @@ class TrainConfig:
         draws its own order).
       keep_state: return trained parameters and optimiser state; False keeps only the
         metrics, so memory does not grow with the population (very large populations).
-      buckets: node-slot sizes a population is split into (1: every candidate runs the
-        space's full padded cell). With b > 1 each candidate is compacted (skip nodes
-        folded into the adjacency; zero, dead and padding nodes dropped; see
-        ``jaxnas.nn._compact``) and trained in the smallest of b programs with
-        ceil(M * j / b) node slots (j = 1..b, M = the space's inner nodes) that fits
-        its compute nodes: with b = 3, 0.82 of a random dense cell's executed FLOPs are
-        useful instead of 0.48 (digits, width 32).
-        Each bucket is its own compiled program (b compilations instead of one, and
-        one per padded size of each bucket's share). None chooses by the measured
-        payoff (``buckets_for``): 1 on CPU, where candidates branch and skip, zero and
-        dead nodes already cost nothing (3 buckets gained 7% on NB201 cells and 13% on
-        dense cells at P=128, against 4-15 s of compilation per program), 3 on
-        accelerators, whose vmapped chunks run every slot.
     """
 
     steps: int = 100
@@ -92,16 +96,17 @@ class TrainConfig:
     model: ModelConfig = ModelConfig()
     eval_batch_size: int = 1024
     curve_points: int = 20
+    program: str = "auto"
+    templates: int = 6
     chunk_size: int | None = None
-    memory_budget_mb: int = 4096
+    memory_budget_mb: int | None = None
+    memory_fraction: float = 0.8
     population_rounding: int = 2
     shared_batches: bool = True
     keep_state: bool = True
-    buckets: int | None = None
 
     def __post_init__(self):
-        positive = ("steps", "batch_size", "eval_batch_size", "curve_points",
-                    "memory_budget_mb")
+        positive = ("steps", "batch_size", "eval_batch_size", "curve_points", "templates")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be at least 1; "
@@ -119,9 +124,15 @@ class TrainConfig:
         if self.schedule_steps is not None and self.schedule_steps < 1:
             raise ValueError("TrainConfig.schedule_steps must be at least 1 or None; "
                              f"got {self.schedule_steps}")
-        if self.buckets is not None and self.buckets < 1:
-            raise ValueError(f"TrainConfig.buckets must be at least 1 or None; "
-                             f"got {self.buckets}")
+        if self.program not in PROGRAMS:
+            raise ValueError(f"unknown program {self.program!r}; choose one of "
+                             f"{', '.join(PROGRAMS)}")
+        if self.memory_budget_mb is not None and self.memory_budget_mb < 1:
+            raise ValueError("TrainConfig.memory_budget_mb must be at least 1 or None; "
+                             f"got {self.memory_budget_mb}")
+        if not 0 < self.memory_fraction <= 1:
+            raise ValueError("TrainConfig.memory_fraction must be in (0, 1]; "
+                             f"got {self.memory_fraction}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"TrainConfig.chunk_size must be at least 1 or None; "
                              f"got {self.chunk_size}")
@@ -133,11 +144,11 @@ class TrainConfig:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be finite and >= 0; got {value}")
 
-    def buckets_for(self, platform: str) -> int:
-        """The number of bucket programs on ``platform`` ("cpu", "gpu", "tpu")."""
-        if self.buckets is not None:
-            return self.buckets
-        return 1 if platform == "cpu" else 3
+    def program_for(self, platform: str) -> str:
+        """The program on ``platform`` ("cpu", "gpu", "tpu"): ``program`` resolved."""
+        if self.program == "auto":
+            return "cpu" if platform == "cpu" else "accelerator"
+        return self.program
 
     @property
     def horizon(self) -> int:

@@ -21,9 +21,8 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
-from jaxnas.arch._encoding import Arch
-from jaxnas.nn import Model, ModelConfig, make_model, with_stats
-from jaxnas.nn._compact import compact, compute_nodes
+from jaxnas.arch import Arch
+from jaxnas.nn import Model, ModelConfig, compact, compute_nodes, make_model, with_stats
 from jaxnas.spaces import Space
 from jaxnas.train._config import Hyperparams, TrainConfig, make_optimizer
 from jaxnas.train._layout import PopulationLayout
@@ -95,23 +94,43 @@ def model_of(space: Space, input_shape: tuple[int, ...], num_classes: int,
     return make_model(space, input_shape, num_classes, config)
 
 
+class Program(NamedTuple):
+    """How a chunk runs its candidates (static; see ``TrainConfig.program``).
+
+    Attributes:
+      branch: one candidate at a time, not vmapped, each node running only its own op
+        under ``lax.switch`` (the CPU program; chunks of one).
+      templates: the typed slot templates of the accelerator program (candidates are
+        ``Compact`` forms placed for their chunk's template), or None: the padded
+        select program (every slot the largest kernel; ``Arch`` or ``Compact``).
+    """
+
+    branch: bool = False
+    templates: tuple[tuple[int, ...], ...] | None = None
+
+    @property
+    def branches(self) -> tuple[tuple[int, ...] | None, ...]:
+        return (None,) if self.templates is None else self.templates
+
+
 def loss_fn(model: Model, params: Any, arch: Arch, x: jax.Array, y: jax.Array, *,
-            branch: bool = False) -> tuple[jax.Array, Any]:
+            branch: bool = False, template: tuple[int, ...] | None = None
+            ) -> tuple[jax.Array, Any]:
     """(Mean cross-entropy of one architecture on a batch x (B, ...), y (B,) in training
     mode, the updated running statistics of its batch norms)."""
-    logits, stats = model.apply_train(params, arch, x, branch=branch)
+    logits, stats = model.apply_train(params, arch, x, branch=branch, template=template)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), stats
 
 
-def over_candidates(fn, in_axes: tuple, chunk: int):
+def over_candidates(fn, in_axes: tuple, branch: bool):
     """``fn`` of one candidate mapped over a chunk of candidates (axis 0 of the arguments
     whose ``in_axes`` entry is 0, and of every output).
 
-    A chunk of one is not vmapped but run as one candidate, so the model can branch
-    (``apply(..., branch=True)``): each node then runs only its own op, which on a CPU
-    beats any batching of the chunk's different ops (see ``docs/performance.md``).
+    With ``branch`` the chunk holds one candidate, run without vmap so the model can
+    branch (``apply(..., branch=True)``): each node then runs only its own op, which on
+    a CPU beats any batching of the chunk's different ops (see ``docs/performance.md``).
     """
-    if chunk != 1:
+    if not branch:
         return jax.vmap(fn, in_axes)
 
     def one(*args):
@@ -169,18 +188,19 @@ def eval_batches(x: jax.Array, y: jax.Array, eval_batch_size: int):
 
 
 def validate(model: Model, params: Any, archs: Arch, x_batches: jax.Array,
-             y_batches: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy and accuracy, each (C,), of C candidates over ``eval_batches``."""
-    chunk = archs.ops.shape[0]
+             y_batches: jax.Array, weights: jax.Array, *, branch: bool,
+             template: tuple[int, ...] | None = None) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy and accuracy, each (C,), of C candidates over ``eval_batches``
+    (``branch``, ``template``: as for ``Model.apply``)."""
 
     def one(params, arch, x, y):
-        logits = model.apply(params, arch, x, branch=chunk == 1)
+        logits = model.apply(params, arch, x, branch=branch, template=template)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         return loss, (jnp.argmax(logits, -1) == y).astype(jnp.float32)
 
     def body(totals, batch):
         x, y, weight = batch
-        loss, correct = over_candidates(one, (0, 0, None, None), chunk)(params, archs, x, y)
+        loss, correct = over_candidates(one, (0, 0, None, None), branch)(params, archs, x, y)
         # Padding rows may hold any value; `where` keeps them out even if not finite.
         loss = jnp.where(weight[None, :] > 0, loss, 0.0).sum(-1)
         correct = (correct * weight[None, :]).sum(-1)
@@ -274,13 +294,15 @@ def derive_keys_program(size: int):
 @functools.lru_cache(maxsize=64)
 def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
                   num_classes: int, devices: tuple[jax.Device, ...], layout: PopulationLayout,
-                  from_key: bool):
+                  from_key: bool, program: Program):
     """The jitted training program for one static setting.
 
     Args (of the returned function): ``start_from`` (a padded TrainState, donated; or,
     with ``from_key``, the raw key data (init (size, 2), batch (2,)) from which candidates
-    are initialised chunk by chunk), archs (padded), Hyperparams, x_train, y_train,
-    x_val, y_val.
+    are initialised chunk by chunk), archs (padded), chunk_templates ((devices *
+    num_chunks,) int32: each chunk's template in ``program.templates``, or
+    ``len(program.templates)`` for a chunk of padding only, which runs nothing; zeros
+    without templates), Hyperparams, x_train, y_train, x_val, y_val.
 
     Returns:
       ((val_loss, val_acc, curve), state): metrics replicated on every device, state
@@ -293,7 +315,7 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
     segment = np.arange(steps) * curve_points // steps
     segment_size = np.bincount(segment, minlength=curve_points).astype(np.float32)
 
-    def train_chunk(candidates, archs, start, hyper, data):
+    def train_chunk(candidates, archs, start, hyper, data, template=None):
         """Trains one chunk through every step; candidates lead with the chunk axis."""
         params, opt_state, batch_keys, diverged = candidates
         x_train, y_train, x_val, y_val, weights = data
@@ -309,7 +331,7 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
 
         def candidate_step(params, opt_state, arch, x, y, step):
             (loss, stats), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-                model, params, arch, x, y, branch=layout.chunk == 1)
+                model, params, arch, x, y, branch=program.branch, template=template)
             optimizer = make_optimizer(config, hyper, step)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             # Running statistics are not trained: what the optimiser made of their zero
@@ -321,7 +343,7 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
             params, opt_state, diverged = carry
             step, index = inputs
             params, opt_state, loss = over_candidates(
-                candidate_step, (0, 0, 0, batch_axis, batch_axis, None), layout.chunk)(
+                candidate_step, (0, 0, 0, batch_axis, batch_axis, None), program.branch)(
                 params, opt_state, archs, x_train[index], y_train[index], step)
             return (params, opt_state, diverged | ~jnp.isfinite(loss)), loss
 
@@ -330,13 +352,23 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
             step_fn, (params, opt_state, diverged), (step_numbers, indices))
         # segment_sum keeps a non-finite step inside its own segment of the curve.
         curve = jax.ops.segment_sum(losses, segment, curve_points) / segment_size[:, None]
-        val_loss, val_acc = validate(model, params, archs, x_val, y_val, weights)
+        val_loss, val_acc = validate(model, params, archs, x_val, y_val, weights,
+                                     branch=program.branch, template=template)
         failed = diverged | ~jnp.isfinite(val_loss)
         metrics = (jnp.where(failed, jnp.inf, val_loss), jnp.where(failed, 0.0, val_acc),
                    curve.T)
         return (params, opt_state, batch_keys, diverged), metrics
 
-    def per_device(candidates, archs, start, hyper, data):
+    def idle(candidates, archs, start, hyper, data):
+        """A chunk of padding candidates: nothing runs."""
+        del archs, start, hyper, data
+        size = layout.chunk
+        return candidates, (jnp.full(size, jnp.inf), jnp.zeros(size),
+                            jnp.zeros((size, curve_points)))
+
+    branches = [functools.partial(train_chunk, template=t) for t in program.branches]
+
+    def per_device(candidates, archs, which, start, hyper, data):
         """This device's share of the population as a lax.map over chunks."""
         def chunked(tree):
             return jax.tree.map(
@@ -346,30 +378,39 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
             return jax.tree.map(lambda a: a.reshape(layout.per_device, *a.shape[2:]), tree)
 
         def run_chunk(inputs):
-            candidates, archs = inputs
+            candidates, archs, which = inputs
             if from_key:
                 candidates = _init_candidates(model, config.optimizer, *candidates)
-            candidates, metrics = train_chunk(candidates, archs, start, hyper, data)
+            arguments = (candidates, archs, start, hyper, data)
+            if program.templates is None:
+                candidates, metrics = branches[0](*arguments)
+            else:  # one template's program runs per chunk: a switch is not vmapped here
+                candidates, metrics = jax.lax.switch(which, branches + [idle], *arguments)
             return (candidates if config.keep_state else None), metrics
 
-        candidates, metrics = jax.lax.map(run_chunk, chunked((candidates, archs)))
+        candidates, metrics = jax.lax.map(run_chunk, (*chunked((candidates, archs)), which))
         return flat(candidates), flat(metrics)
 
     by_candidate = Spec(AXIS)
     sharded = _shard(per_device, mesh,
-                     (by_candidate, by_candidate, Spec(), Spec(), Spec()),
+                     (by_candidate, by_candidate, by_candidate, Spec(), Spec(), Spec()),
                      (by_candidate, by_candidate))
     replicated = NamedSharding(mesh, Spec())
 
-    def run(start_from, archs, hyper, x_train, y_train, x_val, y_val):
-        data = (x_train, y_train, *eval_batches(x_val, y_val, config.eval_batch_size))
+    def run(start_from, archs, chunk_templates, hyper, x_train, y_train, x_val, y_val):
+        # Vmapped chunks evaluate at most a training batch at a time: never more memory
+        # than a training step.
+        eval_batch = (config.eval_batch_size if program.branch
+                      else min(config.eval_batch_size, config.batch_size))
+        data = (x_train, y_train, *eval_batches(x_val, y_val, eval_batch))
         if from_key:
             candidates = _candidate_keys(*start_from, config.shared_batches)
             start = jnp.zeros((), jnp.int32)
         else:
-            candidates = tuple(start_from)[:4]
+            candidates = (start_from.params, start_from.opt_state, start_from.batch_key,
+                          start_from.diverged)
             start = start_from.step
-        candidates, metrics = sharded(candidates, archs, start, hyper, data)
+        candidates, metrics = sharded(candidates, archs, chunk_templates, start, hyper, data)
         # Metrics are small: gather them on every device (every process, several hosts).
         metrics = jax.lax.with_sharding_constraint(metrics, replicated)
         if not config.keep_state:
@@ -379,33 +420,23 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
     return jax.jit(run, donate_argnums=() if from_key else (0,))
 
 
-@functools.lru_cache(maxsize=64)
-def pad_program(devices: tuple[jax.Device, ...], size: int):
-    """Jitted: a state of P <= size candidates -> a fresh copy padded to ``size``.
+@functools.lru_cache(maxsize=16)
+def gather_program(devices: tuple[jax.Device, ...]):
+    """Jitted: (a state, rows (R,) int32) -> a fresh state of those rows, sharded by
+    candidate over ``devices`` (R a multiple of their number); the step is kept.
 
-    Padding candidates copy candidate 0. The output never aliases the input, so the
-    training program may donate it.
+    The output never aliases the input, so the training program may donate it.
     """
     mesh = mesh_of(devices)
     by_candidate = NamedSharding(mesh, Spec(AXIS))
 
-    def pad(state: TrainState) -> TrainState:
-        padded = state.map_candidates(lambda leaf: pad_rows(leaf, size))
-        return padded._replace(step=jnp.asarray(state.step, jnp.int32) + 0)
+    def gather(state: TrainState, index: jax.Array) -> TrainState:
+        rows = take_candidates(state, index)
+        return rows._replace(step=jnp.asarray(state.step, jnp.int32) + 0)
 
     shardings = TrainState(by_candidate, by_candidate, by_candidate, by_candidate,
                            NamedSharding(mesh, Spec()))
-    return jax.jit(pad, out_shardings=shardings)
-
-
-@functools.lru_cache(maxsize=64)
-def take_program(population: int):
-    """Jitted: a padded state -> its first ``population`` candidates."""
-
-    def take(state: TrainState) -> TrainState:
-        return take_candidates(state, slice(0, population))
-
-    return jax.jit(take)
+    return jax.jit(gather, out_shardings=shardings)
 
 
 @functools.lru_cache(maxsize=4)
@@ -456,7 +487,7 @@ def evaluate_program(model: Model, eval_batch_size: int, chunk: int):
         def split(a):  # padded with copies of candidate 0, dropped below
             return pad_rows(a, count * chunk).reshape(count, chunk, *a.shape[1:])
 
-        loss, acc = jax.lax.map(lambda part: validate(model, *part, *batches),
+        loss, acc = jax.lax.map(lambda part: validate(model, *part, *batches, branch=chunk == 1),
                                 jax.tree.map(split, (params, archs)))
         return loss.reshape(-1)[:size], acc.reshape(-1)[:size]
 
@@ -469,33 +500,48 @@ def validity_program(space: Space):
     return jax.jit(jax.vmap(space.is_valid))
 
 
-def bytes_per_candidate(model: Model, config: TrainConfig) -> int:
-    """A conservative estimate of one candidate's working memory inside a chunk.
+def chunk_memory(model: Model, config: TrainConfig) -> tuple[int, int]:
+    """(bytes per candidate, fixed bytes) of a vmapped chunk's working memory.
 
-    Parameters, optimiser moments, gradients and updates, plus every intermediate of
-    one training step or one evaluation batch as if none were freed (XLA reuses
-    buffers, so the real peak is lower).
+    From XLA's own memory analysis of one compiled training step (value, gradient and
+    optimiser update) and one evaluation batch, vmapped over chunks of 2 and 4
+    candidates in the padded select program: every slot the largest kernel, the most
+    that any chunk of the accelerator program runs.
     """
     params = jax.eval_shape(model.init, jax.random.key(0))
-    param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
-    moments = 1 if config.optimizer == "sgd" else 2
     n = model.layout.num_nodes
     arch = Arch(adj=jax.ShapeDtypeStruct((n, n), jnp.int8),
                 ops=jax.ShapeDtypeStruct((n,), jnp.int32))
     input_shape = model.layout.input_shape
+    optimizer = make_optimizer(config, _zero_hyper(), jnp.zeros((), jnp.int32))
 
-    def train_step(params, arch, x, y):
-        return jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(model, params, arch, x, y)
+    def train_step(params, opt_state, arch, x, y):
+        (_, stats), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
+            model, params, arch, x, y)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return with_stats(optax.apply_updates(params, updates), stats), opt_state
 
-    x_train = jax.ShapeDtypeStruct((config.batch_size, *input_shape), jnp.float32)
-    y_train = jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)
-    x_eval = jax.ShapeDtypeStruct((config.eval_batch_size, *input_shape), jnp.float32)
-    train_bytes = _intermediate_bytes(jax.make_jaxpr(train_step)(params, arch, x_train, y_train))
-    eval_bytes = _intermediate_bytes(jax.make_jaxpr(model.apply)(params, arch, x_eval))
-    return param_bytes * (4 + moments) + max(train_bytes, eval_bytes)
+    def evaluate(params, arch, x):
+        return model.apply(params, arch, x)
 
+    def peak(chunk: int) -> int:
+        def stacked(tree):
+            return jax.tree.map(lambda s: jax.ShapeDtypeStruct((chunk, *s.shape), s.dtype),
+                                tree)
 
-def _intermediate_bytes(closed) -> int:
-    return sum(int(np.prod(var.aval.shape)) * var.aval.dtype.itemsize
-               for eqn in closed.jaxpr.eqns for var in eqn.outvars
-               if hasattr(var.aval, "shape"))
+        batch = config.batch_size
+        x = jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32)
+        y = jax.ShapeDtypeStruct((batch,), jnp.int32)
+        opt_state = jax.eval_shape(optimizer.init, params)
+        total = 0
+        for fn, args in ((jax.vmap(train_step, (0, 0, 0, None, None)),
+                          (stacked(params), stacked(opt_state), stacked(arch), x, y)),
+                         (jax.vmap(evaluate, (0, 0, None)), (stacked(params), stacked(arch), x))):
+            stats = jax.jit(fn).lower(*args).compile().memory_analysis()
+            total = max(total, stats.argument_size_in_bytes + stats.output_size_in_bytes
+                        + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+        return total
+
+    two, four = peak(2), peak(4)
+    per_candidate = max((four - two) // 2, 1)
+    return per_candidate, max(two - 2 * per_candidate, 0)

@@ -2,15 +2,17 @@
 
 ``train`` is a thin host layer around cached compiled programs (``_programs``): it
 checks the population, pads it to a rounded size, places it on the device mesh and
-runs one program (with ``TrainConfig.buckets``, one per bucket of compacted
-architectures); the architectures, keys and swept numbers are traced, so a new
-population of the same padded sizes compiles nothing.
+runs one program (``TrainConfig.program``). The accelerator program first compacts
+the candidates and packs them into chunks of typed slot templates (``_templates``);
+the architectures, keys and swept numbers are traced, so a new population of the same
+padded size compiles nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -20,13 +22,13 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
-from jaxnas.arch._encoding import Arch, ArchError
+from jaxnas.arch import Arch, ArchError
 from jaxnas.data import Dataset
-from jaxnas.nn._compact import Compact
+from jaxnas.nn import Compact, Model, executed_flops
 from jaxnas.spaces import Space
-from jaxnas.train import _programs
+from jaxnas.train import _programs, _templates
 from jaxnas.train._config import Hyperparams, TrainConfig
-from jaxnas.train._layout import population_layout, round_up
+from jaxnas.train._layout import PopulationLayout, population_layout, round_up
 from jaxnas.train._programs import AXIS, KEY_IMPL, TrainState, pad_rows
 
 
@@ -136,42 +138,29 @@ def make_train(space: Space, config: TrainConfig | None = None,
         # The non-partitionable threefry compiles a model's initialisation about 3x
         # faster on CPU; each device draws its own candidates' numbers, so nothing is lost.
         with jax.threefry_partitionable(False):
+            keys = None
             if state is None:
-                keys = _start_keys(key, batch_key, population, rounded)
+                init_keys, batch = _start_keys(key, batch_key, population, rounded)
+                keys = (init_keys[:population], batch)
             else:
                 state = _on_mesh(state, replicated)
-            groups = _groups(space, static, data, adj, ops, devices[0].platform)
-            whole = len(groups) == 1
-            parts = []
-            for rows, group in groups:
-                if state is not None:
-                    part = state if whole else _programs.rows_program()(
-                        state, _global(rows, replicated))
-                    parts.append(_train_part(space, static, devices, data, group, numbers,
-                                             state=part))
-                else:
-                    parts.append(_train_part(space, static, devices, data, group, numbers,
-                                             keys=(keys[0][rows], keys[1])))
-        if whole:
-            return parts[0]
-        order = np.argsort(np.concatenate([rows for rows, _ in groups]))
-        metrics = [np.concatenate([getattr(p, name) for p in parts])[order]
-                   for name in ("val_loss", "val_acc", "train_curve")]
-        new_state = None
-        if static.keep_state:
-            new_state = _programs.merge_program()(tuple(p.state for p in parts),
-                                                  _global(order, replicated))
-        return TrainResult(*metrics, params=None if new_state is None else new_state.params,
-                           state=new_state)
+            return _train_part(space, static, devices, data, Arch(adj=adj, ops=ops), numbers,
+                               state=state, keys=keys)
 
     return train
 
 
 def _layout(space: Space, static: TrainConfig, data: DeviceData,
-            devices: tuple[jax.Device, ...], population: int):
-    """The padded layout of P candidates on ``devices`` (chunk size under the budget)."""
-    chunk = _chunk_size(space, static, data.input_shape, data.num_classes,
-                        devices[0].platform)
+            devices: tuple[jax.Device, ...], population: int) -> PopulationLayout:
+    """The padded layout of P candidates on ``devices`` (chunk size under the budget). The
+    accelerator program's chunks hold at most a ``templates``-th of a device's share
+    (a power of two), so that each template can fill chunks of its own."""
+    program = static.program_for(devices[0].platform)
+    chunk = _chunk_size(space, static, data.input_shape, data.num_classes, program,
+                        devices[0])
+    if program == "accelerator":
+        share = -(-population // len(devices)) // static.templates
+        chunk = min(chunk, 1 << max(0, share.bit_length() - 1))
     return population_layout(population, chunk, len(devices), static.population_rounding)
 
 
@@ -194,70 +183,152 @@ def _fresh_state(space: Space, static: TrainConfig, data: DeviceData,
     )(*_placed_keys(devices, layout, keys))
 
 
+class _Rows(NamedTuple):
+    """A population laid out for one program: the population row of each program row,
+    the program rows' architectures, each chunk's template and the program's form."""
+
+    order: np.ndarray
+    archs: Arch | Compact
+    chunk_templates: np.ndarray
+    program: _programs.Program
+
+
+def _rows(space: Space, static: TrainConfig, data: DeviceData, layout: PopulationLayout,
+          archs: Arch, platform: str) -> _Rows:
+    population = archs.ops.shape[0]
+    program = static.program_for(platform)
+    if program != "accelerator":
+        order = np.r_[np.arange(population), np.zeros(layout.size - population, np.int64)]
+        return _Rows(order, jax.tree.map(lambda a: a[order], archs),
+                     np.zeros(layout.devices * layout.num_chunks, np.int32),
+                     _programs.Program(branch=program == "cpu"))
+    model = _programs.model_of(space, data.input_shape, data.num_classes, static.model)
+    family = template_family(model, static.templates)
+    compacted = _programs.compact_program(model, space.max_nodes)(
+        jax.device_put(archs, jax.local_devices()[0]))
+    plan = _templates.plan(family, tuple(np.asarray(a) for a in (
+        compacted.adj, compacted.ops, compacted.node)), layout.devices, layout.num_chunks,
+        layout.chunk)
+    return _Rows(plan.order, Compact(*plan.archs), plan.chunk_templates,
+                 _programs.Program(templates=family.templates))
+
+
 def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ...],
-                data: DeviceData, archs: Arch | Compact, numbers: Hyperparams, *,
+                data: DeviceData, archs: Arch, numbers: Hyperparams, *,
                 state: TrainState | None = None,
                 keys: tuple[np.ndarray, np.ndarray] | None = None) -> TrainResult:
-    """Trains one group of candidates (host ``archs``, leading axis P) in one program,
-    continuing ``state`` or from fresh ``keys`` (init key data (P, 2), batch key data)."""
+    """Trains host ``archs`` (leading axis P) in one program, continuing ``state`` or from
+    fresh ``keys`` (init key data (P, 2), batch key data); a program that runs out of
+    device memory is tried again with chunks half as large."""
     population = archs.ops.shape[0]
     layout = _layout(space, static, data, devices, population)
-    by_candidate = NamedSharding(_programs.mesh_of(devices), Spec(AXIS))
-    archs = jax.tree.map(lambda a: _global(pad_rows(a, layout.size), by_candidate), archs)
+    rows = _rows(space, static, data, layout, archs, devices[0].platform)
+    mesh = _programs.mesh_of(devices)
+    by_candidate = NamedSharding(mesh, Spec(AXIS))
+    placed = jax.tree.map(lambda a: _global(a, by_candidate), rows.archs)
+    from_key = state is None and not static.keep_state
     if state is not None:
-        start_from = _programs.pad_program(devices, layout.size)(state)
+        start_from = _programs.gather_program(devices)(state, _global(
+            rows.order, NamedSharding(mesh, Spec())))
     elif static.keep_state:
-        start_from = _fresh_state(space, static, data, devices, layout, keys)
+        start_from = _fresh_state(space, static, data, devices, layout,
+                                  (keys[0][rows.order], keys[1]))
     else:
         # The training program initialises chunk by chunk, so memory stays O(chunk)
         # however large the population.
-        start_from = _placed_keys(devices, layout, keys)
+        start_from = _placed_keys(devices, layout, (keys[0][rows.order], keys[1]))
     program = _programs.train_program(
-        space, static, data.input_shape, data.num_classes, devices, layout,
-        from_key=state is None and not static.keep_state)
-    (val_loss, val_acc, curve), new_state = program(
-        start_from, archs, numbers, data.x_train, data.y_train, data.x_val, data.y_val)
-    if new_state is not None and layout.size != population:
-        new_state = _programs.take_program(population)(new_state)
+        space, static, data.input_shape, data.num_classes, devices, layout, from_key,
+        rows.program)
+    try:
+        (val_loss, val_acc, curve), new_state = program(
+            start_from, placed, _global(rows.chunk_templates, by_candidate), numbers,
+            data.x_train, data.y_train, data.x_val, data.y_val)
+    except jax.errors.JaxRuntimeError as error:
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        if layout.chunk == 1:
+            raise MemoryError(f"one candidate does not fit the device's memory ({error})"
+                              .splitlines()[0]) from None
+        smaller = dataclasses.replace(static, chunk_size=max(1, layout.chunk // 2))
+        return _train_part(space, smaller, devices, data, archs, numbers, state=state,
+                           keys=keys)
+    # Each candidate's first program row (padding rows repeat row 0).
+    inverse = np.zeros(population, np.int64)
+    inverse[rows.order[::-1]] = np.arange(len(rows.order))[::-1]
+    if new_state is not None:
+        new_state = _programs.rows_program()(new_state, _global(
+            inverse, NamedSharding(mesh, Spec())))
     return TrainResult(
-        val_loss=np.asarray(val_loss)[:population],
-        val_acc=np.asarray(val_acc)[:population],
-        train_curve=np.asarray(curve)[:population],
+        val_loss=np.asarray(val_loss)[inverse],
+        val_acc=np.asarray(val_acc)[inverse],
+        train_curve=np.asarray(curve)[inverse],
         params=None if new_state is None else new_state.params,
         state=new_state,
     )
 
 
-def bucket_limits(space: Space, buckets: int) -> list[int]:
-    """The inner node slots of each bucket's program, ascending: ceil(M * j / buckets)
-    for j = 1..buckets (M = the space's inner nodes), duplicates merged. A candidate
-    trains in the first bucket with at least as many slots as it has compute nodes."""
-    inner = space.max_nodes - 2
-    return sorted({-(-inner * j // buckets) for j in range(1, buckets + 1)})
+class ProgramCost(NamedTuple):
+    """What ``train`` runs for a population: forward matmul FLOPs per example.
+
+    Attributes:
+      useful: (P,) each candidate's own (``Model.flops``).
+      executed: (size,) each program row's: the padded program's for "select", the
+        chunk's template for "accelerator" (0 in a chunk of padding only, which runs
+        nothing), the candidate's own for "cpu" (its nodes branch); padding rows
+        included.
+      program: the program ("cpu", "accelerator" or "select").
+      layout: the padded population layout.
+      templates: each program row's template (accelerator; -1 in padding chunks).
+    """
+
+    useful: np.ndarray
+    executed: np.ndarray
+    program: str
+    layout: PopulationLayout
+    templates: np.ndarray | None
 
 
-def _groups(space: Space, config: TrainConfig, data: DeviceData, adj: np.ndarray,
-            ops: np.ndarray, platform: str) -> list[tuple[np.ndarray, Arch | Compact]]:
-    """(candidate rows, host architectures) of each program: the whole population, or
-    with more than one bucket on ``platform`` its compacted buckets (empty ones left
-    out)."""
+def program_cost(space: Space, archs: Arch, data: Dataset | DeviceData,
+                 config: TrainConfig | None = None,
+                 devices: Sequence[jax.Device] | None = None) -> ProgramCost:
+    """The cost accounting of ``train_population(key, space, archs, data, config)``: the
+    same layout and, for the accelerator program, the same plan (host work only)."""
+    config = TrainConfig() if config is None else config
+    devices = _device_tuple(devices)
+    if not isinstance(data, DeviceData):
+        data = put_data(data, devices)
+    static = config.static()
+    adj, ops = _host_population(space, archs)
     archs = Arch(adj=adj, ops=ops)
-    buckets = config.buckets_for(platform)
-    if buckets == 1:
-        return [(np.arange(len(ops)), archs)]
-    model = _programs.model_of(space, data.input_shape, data.num_classes, config.model)
-    on_device = jax.device_put(archs, jax.local_devices()[0])
-    counts = np.asarray(_programs.compute_nodes_program(model)(on_device))
-    limits = bucket_limits(space, buckets)
-    which = np.searchsorted(np.asarray(limits), counts)
-    groups = []
-    for bucket, limit in enumerate(limits):
-        rows = np.flatnonzero(which == bucket)
-        if len(rows):
-            members = jax.tree.map(lambda a, r=rows: a[r], on_device)
-            compacted = _programs.compact_program(model, limit + 2)(members)
-            groups.append((rows, jax.tree.map(np.asarray, compacted)))
-    return groups
+    model = _programs.model_of(space, data.input_shape, data.num_classes, static.model)
+    layout = _layout(space, static, data, devices, len(ops))
+    rows = _rows(space, static, data, layout, archs, devices[0].platform)
+    useful = np.asarray(model.flops(jax.device_put(archs, jax.local_devices()[0])), np.float64)
+    program = static.program_for(devices[0].platform)
+    if program == "cpu":
+        return ProgramCost(useful, useful[rows.order], program, layout, None)
+    if program == "select":
+        return ProgramCost(useful, np.full(layout.size, float(model.executed_flops)), program,
+                           layout, None)
+    per_template = [executed_flops(model.layout, template=t) for t in rows.program.templates]
+    used = np.repeat(rows.chunk_templates, layout.chunk)
+    idle = used == len(per_template)
+    executed = np.where(idle, 0.0, np.asarray(per_template + [0])[used])
+    return ProgramCost(useful, executed, program, layout, np.where(idle, -1, used))
+
+
+@functools.lru_cache(maxsize=16)
+def template_family(model: Model, templates: int = 6) -> _templates.Family:
+    """The slot templates of ``model``'s accelerator program (at most ``templates``):
+    chosen once, by a greedy cover of the executed FLOPs of 1,024 architectures that
+    the space samples with key 0; the first, the full template, fits every candidate."""
+    space = model.layout.space
+    sample = _programs.compact_program(model, space.max_nodes)(
+        space.sample(jax.random.key(0), 1024))
+    signatures = _templates.signatures(model.layout, np.asarray(sample.adj),
+                                       np.asarray(sample.ops))
+    return _templates.choose_family(model.layout, signatures, templates)
 
 
 @functools.lru_cache(maxsize=64)
@@ -322,7 +393,7 @@ def init_state(key: jax.Array, space: Space, population: int, data: Dataset | De
         state = _fresh_state(space, static, data, devices, layout,
                              (init_keys[:population], batch))
     if layout.size != population:
-        state = _programs.take_program(population)(state)
+        state = _programs.rows_program()(state, np.arange(population))
     return state
 
 
@@ -346,8 +417,11 @@ def evaluate(space: Space, archs: Arch, params: Any, x: np.ndarray, y: np.ndarra
     config = TrainConfig() if config is None else config
     model = _programs.model_of(space, tuple(x.shape[1:]), num_classes, config.model)
     archs = Arch(adj=jnp.asarray(archs.adj, jnp.int8), ops=jnp.asarray(archs.ops, jnp.int32))
-    chunk = _chunk_size(space, config, tuple(x.shape[1:]), num_classes,
-                        jax.default_backend())
+    device = jax.devices()[0]
+    # The accelerator program's typed slots need host planning; evaluation is not hot,
+    # so vmapped chunks evaluate in the select program (the same function).
+    program = "cpu" if config.program_for(device.platform) == "cpu" else "select"
+    chunk = _chunk_size(space, config, tuple(x.shape[1:]), num_classes, program, device)
     loss, acc = _programs.evaluate_program(model, config.eval_batch_size, chunk)(
         params, archs, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
     loss = np.asarray(loss)
@@ -435,18 +509,34 @@ def _check_valid(space: Space, adj: np.ndarray, ops: np.ndarray) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _chunk_size(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
-                num_classes: int, platform: str) -> int:
-    """The configured chunk; else 1 on CPU (each candidate runs alone and its nodes branch:
-    faster than any vmapped chunk there, see docs/scaling.md), elsewhere the largest
-    chunk that fits the memory budget."""
+                num_classes: int, program: str, device: jax.Device) -> int:
+    """The configured chunk; else 1 for the "cpu" program (each candidate runs alone and
+    its nodes branch), else the largest chunk whose working memory fits the budget."""
     if config.chunk_size is not None:
         return config.chunk_size
-    if platform == "cpu":
+    if program == "cpu":
         return 1
     model = _programs.model_of(space, input_shape, num_classes, config.model)
-    budget = config.memory_budget_mb * 2**20
-    fits = max(1, budget // _programs.bytes_per_candidate(model, config))
-    return fits
+    per_candidate, fixed = _programs.chunk_memory(model, config)
+    budget = memory_budget(config, device)
+    if budget < fixed + per_candidate:
+        raise MemoryError(
+            f"one candidate needs about {(fixed + per_candidate) / 2**20:.0f} MiB of working "
+            f"memory, more than the {budget / 2**20:.0f} MiB budget on {device.platform}; "
+            "lower the batch size or the width, or raise TrainConfig.memory_budget_mb")
+    return int((budget - fixed) // per_candidate)
+
+
+def memory_budget(config: TrainConfig, device: jax.Device) -> int:
+    """Bytes a chunk may use on ``device``: ``config.memory_budget_mb``, else
+    ``config.memory_fraction`` of the device allocator's limit (of the machine's memory
+    on a CPU) less what is in use."""
+    if config.memory_budget_mb is not None:
+        return config.memory_budget_mb * 2**20
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(config.memory_fraction * stats["bytes_limit"]) - stats.get("bytes_in_use", 0)
+    return int(config.memory_fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def _check_state(state: TrainState, population: int) -> None:
@@ -486,25 +576,31 @@ def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
 
     Args:
       space: the search space.
-      config: the training configuration (parameters are not kept; ``buckets`` must be
-        1 or None).
+      config: the training configuration (parameters are not kept); its program must
+        be traceable: "cpu" or "select" ("auto" picks "select" off the CPU), since the
+        accelerator program places candidates on the host.
       data: the dataset (copied to the devices once, here).
       population: P, the number of architectures of every call.
       devices: devices sharing the population axis (default: all).
     """
-    if config.buckets not in (None, 1):
-        # Buckets are chosen on the host from the architectures' values, which a traced
+    if config.program == "accelerator":
+        # Templates are chosen on the host from the architectures' values, which a traced
         # population does not have.
-        raise ValueError("make_evaluate runs the padded program: it needs "
-                         f"TrainConfig.buckets == 1; got {config.buckets}")
+        raise ValueError("make_evaluate traces the population: it runs the 'cpu' or "
+                         "'select' program, not 'accelerator'")
     devices = _device_tuple(devices)
-    static = dataclasses.replace(config.static(), keep_state=False, buckets=1)
+    platform = devices[0].platform
+    program = "cpu" if config.program_for(platform) == "cpu" else "select"
+    static = dataclasses.replace(config.static(), keep_state=False, program=program)
     if not isinstance(data, DeviceData):
         data = put_data(data, devices)
-    chunk = _chunk_size(space, static, data.input_shape, data.num_classes, devices[0].platform)
+    chunk = _chunk_size(space, static, data.input_shape, data.num_classes, program, devices[0])
     layout = population_layout(population, chunk, len(devices), static.population_rounding)
-    program = _programs.train_program(space, static, data.input_shape, data.num_classes,
-                                      devices, layout, from_key=True)
+    no_templates = _global(np.zeros(layout.devices * layout.num_chunks, np.int32),
+                           NamedSharding(_programs.mesh_of(devices), Spec(AXIS)))
+    train_program = _programs.train_program(
+        space, static, data.input_shape, data.num_classes, devices, layout, True,
+        _programs.Program(branch=program == "cpu"))
     hyper = Hyperparams(*(jnp.float32(v) for v in config.hyperparams()))
     data_args = (data.x_train, data.y_train, data.x_val, data.y_val)
 
@@ -512,7 +608,7 @@ def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
         padded = jax.tree_util.tree_map(lambda leaf: pad_rows(leaf, layout.size), archs)
         with jax.threefry_partitionable(False):
             keys = _programs.derive_keys_program(layout.size)(jax.random.key_data(key))
-            (val_loss, _, _), _ = program(keys, padded, hyper, *data_args)
+            (val_loss, _, _), _ = train_program(keys, padded, no_templates, hyper, *data_args)
         return val_loss[:population]
 
     return evaluate

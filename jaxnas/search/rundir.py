@@ -117,6 +117,11 @@ class RunDir:
             pass
         return "stopped" if self._file(LOG).is_file() else "starting"
 
+    def stamp(self) -> tuple:
+        """Changes whenever the log, the checkpoint or the result is written."""
+        return tuple(p.stat().st_mtime_ns if p.is_file() else None
+                     for p in (self._file(LOG), self._file(RESULT), self._file(CHECKPOINT)))
+
     def check(self) -> None:
         """Reads every file a command relies on; raises RunDirectoryError for the first
         damaged one (the log, the checkpoint and its configuration, the result, the

@@ -8,8 +8,7 @@ import dataclasses
 
 from jaxnas.arch import from_json
 from jaxnas.cli.usage import UsageError, positive_int
-from jaxnas.search import Record, RunDir, SearchError
-from jaxnas.search.config import rank_stability
+from jaxnas.search import Record, RunDir, SearchError, rank_stability
 
 
 def add_parser(commands) -> None:

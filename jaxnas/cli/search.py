@@ -12,8 +12,7 @@ from pathlib import Path
 from jaxnas import spaces, strategies
 from jaxnas.cli.serve import start_server, url_of
 from jaxnas.cli.usage import UsageError, positive_int
-from jaxnas.search import SearchConfig, SearchError, SettingError
-from jaxnas.search.config import flag_name, flag_of
+from jaxnas.search import SearchConfig, SearchError, SettingError, flag_name, flag_of
 
 
 def add_parser(commands) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from jaxnas import spaces
 from jaxnas.arch import describe, from_json
 from jaxnas.cli.usage import UsageError
-from jaxnas.search.rundir import unknown_space_hint
+from jaxnas.search import unknown_space_hint
 
 
 def add_parser(commands) -> None:

@@ -23,6 +23,10 @@ from jaxnas.search.config import (
     SearchInterrupted,
     SearchResult,
     SettingError,
+    flag_name,
+    flag_of,
+    rank_stability,
+    unknown_space_hint,
 )
 from jaxnas.search.driver import search
 from jaxnas.search.one_shot import darts as _darts
@@ -32,8 +36,8 @@ from jaxnas.search.rundir import RunDir, RunDirectoryError, atomic_write, read_l
 
 __all__ = ["OBJECTIVES", "OBJECTIVE_WEIGHTS", "Predictor", "Record", "RunDir",
            "RunDirectoryError", "SearchConfig", "SearchError", "SearchInterrupted",
-           "SearchResult", "SettingError", "Snapshot", "atomic_write", "load", "read_log",
-           "search", "write_plots"]
+           "SearchResult", "SettingError", "Snapshot", "atomic_write", "flag_name", "flag_of",
+           "load", "rank_stability", "read_log", "search", "unknown_space_hint", "write_plots"]
 
 # DARTS trains on the search's data, so it joins the strategies from this layer.
 _strategies.register("darts", _darts)

@@ -56,6 +56,13 @@ def flag_name(field: str) -> str:
     return flag_of(next(f for f in dataclasses.fields(SearchConfig) if f.name == field))
 
 
+def unknown_space_hint(name: str) -> str:
+    """One line for a run whose space is not registered in this process."""
+    return (f"the run searched the space {name!r}, which is not registered here; import the "
+            f"module that registers it (jaxnas --import MODULE ..., or import it in Python "
+            f"first); registered: {', '.join(spaces_lib.names())}")
+
+
 class SearchInterrupted(Exception):
     """Ctrl-C: the search stopped after writing its checkpoint."""
 

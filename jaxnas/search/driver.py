@@ -27,11 +27,12 @@ from jaxnas.search.config import (
     SearchInterrupted,
     SearchResult,
     SettingError,
+    unknown_space_hint,
 )
 from jaxnas.search.initial import read_initial
 from jaxnas.search.outputs import best_files, result_summary
 from jaxnas.search.run import Run, arch_keys
-from jaxnas.search.rundir import RunDir, already_exists, unknown_space_hint
+from jaxnas.search.rundir import RunDir, already_exists
 from jaxnas.train import TrainConfig, evaluate, train_population
 
 Factory = Callable[..., strategies_lib.Strategy]
@@ -81,11 +82,7 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
         data = os.fspath(data)
     space_object = None if isinstance(space, str) else space
     factory = None if isinstance(strategy, str) else strategy
-    try:
-        cache_lib.enable(compile_cache)
-    except OSError as error:
-        raise SearchError(f"cannot use the compilation cache: {error}; choose another "
-                          "directory or turn it off (--compile-cache off)") from None
+    _enable_cache(compile_cache)
     if resume:
         config, dataset = _resumed_config(rundir, data)
     else:
@@ -93,9 +90,7 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
                              _factory_name(factory) if factory else strategy, data, budget,
                              seed, strategy_options, options)
         dataset = data
-        if rundir is not None and rundir.path.exists() and (
-                not rundir.path.is_dir() or rundir.in_use()):
-            raise SearchError(already_exists(rundir.path))
+        _check_new(rundir)
     config.check()
     _check_names(config, space_object, factory, resume)
     if not resume:
@@ -120,6 +115,21 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
     finally:
         if rundir is not None:
             rundir.close()
+
+
+def _enable_cache(compile_cache: str | os.PathLike | bool | None) -> None:
+    try:
+        cache_lib.enable(compile_cache)
+    except OSError as error:
+        raise SearchError(f"cannot use the compilation cache: {error}; choose another "
+                          "directory or turn it off (--compile-cache off)") from None
+
+
+def _check_new(rundir: RunDir | None) -> None:
+    """A new run's directory must not exist yet, or be empty."""
+    if rundir is not None and rundir.path.exists() and (
+            not rundir.path.is_dir() or rundir.in_use()):
+        raise SearchError(already_exists(rundir.path))
 
 
 def _resumed_config(rundir: RunDir | None, data) -> tuple[SearchConfig, object]:

@@ -10,8 +10,8 @@ import numpy as np
 from jaxnas import spaces as spaces_lib
 from jaxnas.arch import from_json
 from jaxnas.nn import ModelConfig, make_model
-from jaxnas.search.config import SearchError
-from jaxnas.search.rundir import RunDir, unknown_space_hint
+from jaxnas.search.config import SearchError, unknown_space_hint
+from jaxnas.search.rundir import RunDir
 
 
 class Predictor:

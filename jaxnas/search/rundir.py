@@ -12,7 +12,6 @@ it (``RunDirectoryError``), before anything is written.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -24,7 +23,8 @@ from flax import serialization
 from jaxnas import spaces as spaces_lib
 from jaxnas.search import checkpoint as checkpoint_lib
 from jaxnas.search.checkpoint import Header, Snapshot
-from jaxnas.search.config import Record, SearchConfig, SearchError
+from jaxnas.search.config import Record, SearchConfig, SearchError, unknown_space_hint
+from jaxnas.search.files import atomic_write, hold_lock, lock_holder_alive
 from jaxnas.search.logfile import LogReader, append_records
 from jaxnas.search.plots import write_plots
 
@@ -42,27 +42,6 @@ BEST_FILES = {"arch": "arch.json", "model": "model.json", "params": "params.msgp
 class RunDirectoryError(SearchError):
     """A run directory that cannot be used as asked; the message is one line naming the
     file and what is wrong."""
-
-
-def atomic_write(path: Path, payload: bytes) -> None:
-    """Writes ``path`` whole or not at all (a failed write leaves no temporary file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def unknown_space_hint(name: str) -> str:
-    """One line for a run whose space is not registered in this process."""
-    return (f"the run searched the space {name!r}, which is not registered here; import the "
-            f"module that registers it (jaxnas --import MODULE ..., or import it in Python "
-            f"first); registered: {', '.join(spaces_lib.names())}")
 
 
 class RunDir:
@@ -86,8 +65,6 @@ class RunDir:
     def _error(self, name: str | Path, what: str) -> RunDirectoryError:
         return RunDirectoryError(f"{self._file(name)} {what}")
 
-    # -- what is there -------------------------------------------------------------
-
     def in_use(self) -> bool:
         """Whether the directory holds anything but a lock (a new run must start empty)."""
         return any(path.name != LOCK for path in self.path.iterdir())
@@ -108,13 +85,8 @@ class RunDir:
         """finished, running (the process holding the lock is alive), stopped or starting."""
         if self.finished():
             return "finished"
-        try:
-            os.kill(int(self._file(LOCK).read_text().strip()), 0)
+        if lock_holder_alive(self._file(LOCK)):
             return "running"
-        except PermissionError:  # alive, owned by another user
-            return "running"
-        except (OSError, ValueError):
-            pass
         return "stopped" if self._file(LOG).is_file() else "starting"
 
     def stamp(self) -> tuple:
@@ -131,8 +103,6 @@ class RunDir:
         self.result()
         if self._file(Path(BEST) / BEST_FILES["model"]).is_file():
             self.model()
-
-    # -- reading -------------------------------------------------------------------
 
     def header(self) -> Header | None:
         """The checkpoint's fields (None without a checkpoint)."""
@@ -176,11 +146,12 @@ class RunDir:
         return header.config
 
     def unfinished_config(self) -> SearchConfig:
-        """The configuration of the unfinished run to resume."""
+        """The configuration of the unfinished run to resume (after ``check``)."""
         self.require()
         if self.finished():
             raise RunDirectoryError(f"{self.path} holds a finished search; see jaxnas report "
                                     f"{self.path}")
+        self.check()
         header = self.header()
         if header is None:
             raise RunDirectoryError(f"{self.path} is not a run directory (no {CHECKPOINT})")
@@ -255,8 +226,6 @@ class RunDir:
             raise self._error(name, f"is damaged (no {missing[0]!r})")
         return value
 
-    # -- a search writing it -------------------------------------------------------
-
     def lock(self, resume: bool) -> None:
         """Creates the directory if needed and locks it for this process (``.lock``, an
         advisory ``flock`` the OS releases when the process ends).
@@ -266,25 +235,17 @@ class RunDir:
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            lock = open(self._file(LOCK), "a+")  # noqa: SIM115 - held until close()
+            lock = hold_lock(self._file(LOCK))
+        except BlockingIOError as busy:
+            raise SearchError(f"{self.path} is in use by another search (process "
+                              f"{busy.holder}); wait for it to end or choose another --out"
+                              ) from None
         except OSError as error:
             raise SearchError(f"cannot use {self.path} as the run directory: "
                               f"{error.strerror or error}") from None
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.seek(0)
-            holder = lock.read().strip() or "unknown"
-            lock.close()
-            raise SearchError(f"{self.path} is in use by another search (process {holder}); "
-                              "wait for it to end or choose another --out") from None
         if not resume and self.in_use():
             lock.close()
             raise SearchError(already_exists(self.path))
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
         self._lock = lock
 
     def create(self, config: SearchConfig, snapshot: Snapshot) -> None:
@@ -336,8 +297,6 @@ class RunDir:
     def weights(self) -> WeightStore:
         """The trained parameters of evaluated candidates (weight inheritance)."""
         return WeightStore(self._file(WEIGHTS))
-
-    # -- final outputs -------------------------------------------------------------
 
     def write_best(self, files: dict[str, bytes]) -> None:
         """Writes best/: ``files`` maps each of ``BEST_FILES``' roles to its bytes."""

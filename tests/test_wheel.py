@@ -48,4 +48,4 @@ def test_an_installed_wheel_benches_the_jaxnas_table(tmp_path):
         timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((work / "bench.json").read_text())
-    assert report["table"]["name"].startswith("jaxnas") and report["results"]
+    assert report["results"] and (work / "bench.md").is_file()

@@ -30,9 +30,14 @@ from jaxnas.search.config import (
 )
 from jaxnas.search.driver import search
 from jaxnas.search.one_shot import darts as _darts
-from jaxnas.search.plots import write_plots
 from jaxnas.search.predictor import Predictor, load
-from jaxnas.search.rundir import RunDir, RunDirectoryError, atomic_write, read_log
+from jaxnas.search.rundir import (
+    RunDir,
+    RunDirectoryError,
+    atomic_write,
+    read_log,
+    write_plots,
+)
 
 __all__ = ["OBJECTIVES", "OBJECTIVE_WEIGHTS", "Predictor", "Record", "RunDir",
            "RunDirectoryError", "SearchConfig", "SearchError", "SearchInterrupted",

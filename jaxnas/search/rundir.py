@@ -26,7 +26,7 @@ from jaxnas.search.checkpoint import Header, Snapshot
 from jaxnas.search.config import Record, SearchConfig, SearchError, unknown_space_hint
 from jaxnas.search.files import atomic_write, hold_lock, lock_holder_alive
 from jaxnas.search.logfile import LogReader, append_records
-from jaxnas.search.plots import write_plots
+from jaxnas.search.plots import plot_history
 
 LOG = "log.jsonl"
 RESULT = "result.json"
@@ -35,6 +35,7 @@ LOCK = ".lock"
 BEST = "best"
 WEIGHTS = "weights"
 DRAWINGS = "drawings"
+PLOTS = "plots"
 BEST_FILES = {"arch": "arch.json", "model": "model.json", "params": "params.msgpack",
               "svg": "arch.svg", "png": "arch.png"}
 
@@ -311,7 +312,8 @@ class RunDir:
         return self.write_plots(history)
 
     def write_plots(self, history: list[Record]) -> list[Path]:
-        return write_plots(self.path, history)
+        """(Re)draws plots/ from ``history``; returns the plots' paths."""
+        return plot_history(self._file(PLOTS), history)
 
     def drawings(self) -> Path:
         """The directory of ``jaxnas report --draw``'s drawings (created)."""
@@ -341,6 +343,11 @@ class WeightStore:
 
 def already_exists(path: Path) -> str:
     return f"{path} already exists; pass --resume to continue it or choose another --out"
+
+
+def write_plots(out: str | os.PathLike, history: list[Record]) -> list[Path]:
+    """Draws the plots of ``history`` into the run directory ``out``."""
+    return RunDir(out).write_plots(history)
 
 
 def read_log(out: str | os.PathLike) -> list[Record]:

@@ -338,7 +338,11 @@ class WeightStore:
         atomic_write(self._path(arch_hash), checkpoint_lib.params_to_bytes(params))
 
     def load(self, arch_hash: str, like: Any) -> Any:
-        return checkpoint_lib.params_from_bytes(self._path(arch_hash).read_bytes(), like)
+        path = self._path(arch_hash)
+        try:
+            return checkpoint_lib.params_from_bytes(path.read_bytes(), like)
+        except (checkpoint_lib.CheckpointMismatch, ValueError, TypeError) as error:
+            raise RunDirectoryError(f"{path} is damaged ({_one_line(error)})") from None
 
 
 def already_exists(path: Path) -> str:

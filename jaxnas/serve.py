@@ -62,7 +62,7 @@ class RunReader:
         self.rundir = RunDir(directory)
         self._lock = threading.Lock()
         self._cached_key: tuple | None = None
-        self._cached: dict = {}
+        self._cached: dict = self._page(None, None, None, [])
         self._error: str | None = None
 
     def config(self) -> SearchConfig | None:
@@ -94,11 +94,14 @@ class RunReader:
             return {**self._cached, "status": status, "error": self._error}
 
     def _build(self) -> dict:
-        header = self.rundir.header()
-        result = self.rundir.result()
-        config = self.config()
+        if not self.rundir.started():  # a search about to start writing it
+            return self._page(None, None, None, [])
+        return self._page(self.rundir.header(), self.rundir.result(), self.config(),
+                          self.rundir.records())
+
+    def _page(self, header, result: dict | None, config: SearchConfig | None,
+              records: list[Record]) -> dict:
         space = self.space(config)
-        records = self.rundir.records()
         objective = config.objective if config else "loss"
         importance = None
         if space is not None:

@@ -70,12 +70,15 @@ class RunDir:
         """Whether the directory holds anything but a lock (a new run must start empty)."""
         return any(path.name != LOCK for path in self.path.iterdir())
 
+    def started(self) -> bool:
+        """Whether the directory holds a run (a log or a checkpoint)."""
+        return self._file(LOG).is_file() or self._file(CHECKPOINT).is_file()
+
     def require(self) -> None:
-        """Raises RunDirectoryError unless the directory holds a run (a log or a
-        checkpoint)."""
+        """Raises RunDirectoryError unless the directory holds a run (``started``)."""
         if not self.path.is_dir():
             raise RunDirectoryError(f"{self.path}: no such directory")
-        if not self._file(LOG).is_file() and not self._file(CHECKPOINT).is_file():
+        if not self.started():
             raise RunDirectoryError(f"{self.path} is not a run directory (no {LOG}, no "
                                     f"{CHECKPOINT})")
 

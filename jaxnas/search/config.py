@@ -29,6 +29,11 @@ class SearchError(Exception):
     """A user mistake or an unusable run directory; the message is one line."""
 
 
+class RunDirectoryError(SearchError):
+    """A run directory that cannot be used as asked; the message is one line naming the
+    file and what is wrong."""
+
+
 class SettingError(SearchError):
     """A bad setting; the message names it as the caller did (``naming``).
 

@@ -180,6 +180,10 @@ def _check_names(config: SearchConfig, space: spaces_lib.Space | None,
     if space is not None and space.name != config.space:
         raise SearchError(f"the run searched the space {config.space!r}; got {space.name!r}")
     if factory is None and config.strategy not in strategies_lib.names():
+        if resume:
+            raise SearchError(f"the run used the strategy {config.strategy!r}, which is not "
+                              "registered here; import the module that registers it (jaxnas "
+                              "--import MODULE ..., or import it in Python first)")
         raise SearchError(f"unknown strategy {config.strategy!r}; "
                           f"choose one of {', '.join(strategies_lib.names())}")
     if factory is not None and _factory_name(factory) != config.strategy:

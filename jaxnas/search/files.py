@@ -1,10 +1,15 @@
-"""File mechanics under ``RunDir``: writing a file whole, and an advisory lock."""
+"""File mechanics under ``RunDir``: writing a file whole, an advisory lock, and the
+store of trained weights (``RunDir`` names the files)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 from pathlib import Path
+from typing import Any
+
+from jaxnas.search import checkpoint as checkpoint_lib
+from jaxnas.search.config import RunDirectoryError
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
@@ -55,3 +60,28 @@ def lock_holder_alive(path: Path) -> bool:
         return True
     except (OSError, ValueError):
         return False
+
+
+class WeightStore:
+    """Trained parameters by canonical hash, a file each (``HASH`` + ``suffix``) in
+    ``directory``, arrays keyed by field path (so that a resumed run has them)."""
+
+    def __init__(self, directory: Path, suffix: str):
+        self.directory = directory
+        self.suffix = suffix
+
+    def _path(self, arch_hash: str) -> Path:
+        return self.directory / f"{arch_hash}{self.suffix}"
+
+    def has(self, arch_hash: str) -> bool:
+        return self._path(arch_hash).is_file()
+
+    def store(self, arch_hash: str, params: Any) -> None:
+        atomic_write(self._path(arch_hash), checkpoint_lib.params_to_bytes(params))
+
+    def load(self, arch_hash: str, like: Any) -> Any:
+        path = self._path(arch_hash)
+        try:
+            return checkpoint_lib.params_from_bytes(path.read_bytes(), like)
+        except (checkpoint_lib.CheckpointMismatch, ValueError, TypeError) as error:
+            raise RunDirectoryError(f"{path} is damaged ({error})") from None

@@ -23,8 +23,14 @@ from flax import serialization
 from jaxnas import spaces as spaces_lib
 from jaxnas.search import checkpoint as checkpoint_lib
 from jaxnas.search.checkpoint import Header, Snapshot
-from jaxnas.search.config import Record, SearchConfig, SearchError, unknown_space_hint
-from jaxnas.search.files import atomic_write, hold_lock, lock_holder_alive
+from jaxnas.search.config import (
+    Record,
+    RunDirectoryError,
+    SearchConfig,
+    SearchError,
+    unknown_space_hint,
+)
+from jaxnas.search.files import WeightStore, atomic_write, hold_lock, lock_holder_alive
 from jaxnas.search.logfile import LogReader, append_records
 from jaxnas.search.plots import plot_history
 
@@ -38,11 +44,6 @@ DRAWINGS = "drawings"
 PLOTS = "plots"
 BEST_FILES = {"arch": "arch.json", "model": "model.json", "params": "params.msgpack",
               "svg": "arch.svg", "png": "arch.png"}
-
-
-class RunDirectoryError(SearchError):
-    """A run directory that cannot be used as asked; the message is one line naming the
-    file and what is wrong."""
 
 
 class RunDir:
@@ -300,7 +301,7 @@ class RunDir:
 
     def weights(self) -> WeightStore:
         """The trained parameters of evaluated candidates (weight inheritance)."""
-        return WeightStore(self._file(WEIGHTS))
+        return WeightStore(self._file(WEIGHTS), suffix=".msgpack")
 
     def write_best(self, files: dict[str, bytes]) -> None:
         """Writes best/: ``files`` maps each of ``BEST_FILES``' roles to its bytes."""
@@ -322,30 +323,6 @@ class RunDir:
         """The directory of ``jaxnas report --draw``'s drawings (created)."""
         self._file(DRAWINGS).mkdir(exist_ok=True)
         return self._file(DRAWINGS)
-
-
-class WeightStore:
-    """Trained parameters by canonical hash, a file each in a run directory's weights/
-    (so that a resumed run has them)."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-
-    def _path(self, arch_hash: str) -> Path:
-        return self.directory / f"{arch_hash}.msgpack"
-
-    def has(self, arch_hash: str) -> bool:
-        return self._path(arch_hash).is_file()
-
-    def store(self, arch_hash: str, params: Any) -> None:
-        atomic_write(self._path(arch_hash), checkpoint_lib.params_to_bytes(params))
-
-    def load(self, arch_hash: str, like: Any) -> Any:
-        path = self._path(arch_hash)
-        try:
-            return checkpoint_lib.params_from_bytes(path.read_bytes(), like)
-        except (checkpoint_lib.CheckpointMismatch, ValueError, TypeError) as error:
-            raise RunDirectoryError(f"{path} is damaged ({_one_line(error)})") from None
 
 
 def already_exists(path: Path) -> str:

@@ -97,7 +97,7 @@ class SearchConfig:
       budget_minutes: stop after this much wall time (None: no time budget).
       steps: training steps per candidate (the highest fidelity for multi-fidelity
         strategies).
-      batch_size: training minibatch size.
+      batch_size: training minibatch size (at most the training split's size).
       learning_rate: peak learning rate.
       optimizer: one of ``jaxnas.train.OPTIMIZERS``.
       width: cell width of the model.

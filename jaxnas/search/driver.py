@@ -71,10 +71,13 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
       initial: architectures to evaluate first, in order, from which the strategy
         starts: files, NAS-Bench-201 strings, architecture JSON objects, ``Arch``
         objects or NAS-Bench-101 ``(matrix, ops)`` pairs (``jaxnas.search.initial``).
-      **options: other ``SearchConfig`` fields (population, steps, ...).
+      **options: other ``SearchConfig`` fields (population, steps, ...); a
+        ``batch_size`` larger than the training split is refused.
 
     Raises:
-      SearchError, DataError, ArchError: bad input, one line, nothing written.
+      SearchError, DataError, ArchError: bad input, one line, nothing written
+        (``SettingError`` names the keyword; ``RunDirectoryError`` the damaged file of
+        the run directory to resume).
       SearchInterrupted: Ctrl-C; the checkpoint of the last generation is on disk.
     """
     rundir = None if out is None else RunDir(out)

@@ -1,14 +1,15 @@
 """``jaxnas serve DIR``: a live, read-only web page over a run directory.
 
-A top layer like the CLI: it reads the run directory (log.jsonl, the checkpoint,
-result.json, the lock's process id) on every request and writes nothing anywhere.
-The page (``jaxnas/web``: HTML, CSS and JavaScript, no other asset) polls
-``/api/run`` and redraws when the log grows; ``/api/arch/HASH.svg`` draws one
-evaluated architecture. Only GET and HEAD are answered; every other method gets 405.
+A top layer like the CLI: it reads the run directory through ``RunDir`` on every
+request and writes nothing anywhere. The page (``jaxnas/web``: HTML, CSS and
+JavaScript, no other asset) polls ``/api/run`` and redraws when the log grows;
+``/api/arch/HASH.svg`` draws one evaluated architecture. Only GET and HEAD are
+answered; every other method gets 405.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import math
@@ -22,143 +23,100 @@ from jaxnas import spaces as spaces_lib
 from jaxnas.arch import from_json
 from jaxnas.drawing import arch_svg
 from jaxnas.importance import run_importance
-from jaxnas.search import OBJECTIVE_WEIGHTS, Record
+from jaxnas.search import Record, RunDir, RunDirectoryError, SearchConfig
 
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/style.css": ("style.css", "text/css; charset=utf-8")}
-_CHECKPOINT = Path("checkpoint") / "state.msgpack"
-
-
-class RunDirectoryError(Exception):
-    """The directory is not a run directory; the message is one line."""
 
 
 def check_run_directory(directory: Path) -> None:
-    """Raises RunDirectoryError unless ``directory`` holds a run (a log or a checkpoint)."""
-    if not directory.is_dir():
-        raise RunDirectoryError(f"{directory}: no such directory")
-    if not (directory / "log.jsonl").is_file() and not (directory / _CHECKPOINT).is_file():
-        raise RunDirectoryError(f"{directory} is not a run directory (no log.jsonl, no "
-                                f"{_CHECKPOINT})")
+    """Raises RunDirectoryError unless ``directory`` holds a run whose files all read."""
+    RunDir(directory).check()
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _row(index: int, record: Record, objective: str) -> dict:
+    """A row of the page's table."""
+    nodes = [n for n in record.arch["nodes"][1:-1] if n != "pad"]
+    edges = len(record.arch["edges"])
+    return {"index": index, "hash": record.hash, "generation": record.generation,
+            "fitness": _finite(record.weighted_fitness(objective)),
+            "val_loss": _finite(record.val_loss), "val_acc": _finite(record.val_acc),
+            "params": record.params, "flops": record.flops, "steps": record.steps,
+            "seconds": record.seconds,
+            "summary": f"{len(nodes)} node{'s' * (len(nodes) != 1)}, {edges} "
+                       f"edge{'s' * (edges != 1)}: {', '.join(nodes)}"}
+
+
 class RunReader:
-    """Reads a run directory into the page's JSON; caches what the log has not changed."""
+    """Reads a run directory into the page's JSON; caches what the files have not
+    changed. A file found damaged while serving keeps the last good page, with the
+    error's line in ``error``."""
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self.rundir = RunDir(directory)
         self._lock = threading.Lock()
         self._cached_key: tuple | None = None
-        self._cached: dict = {}
+        self._cached: dict = self._page(None, None, None, [])
+        self._error: str | None = None
 
-    def _checkpoint(self) -> dict:
-        """The checkpoint's fields (empty when it is missing or being replaced)."""
-        path = self.directory / _CHECKPOINT
-        if not path.is_file():
-            return {}
-        from flax import serialization
-
-        try:
-            return serialization.msgpack_restore(path.read_bytes())
-        except Exception:  # damaged or half-read: the page shows the log alone
-            return {}
-
-    def config(self, result: dict | None = None, checkpoint: dict | None = None) -> dict | None:
-        """The search's settings: result.json's, else the checkpoint's, else None.
-
-        ``result`` and ``checkpoint`` are those files' contents when already read.
-        """
-        result = self._result() if result is None else result
+    def config(self) -> SearchConfig | None:
+        """The search's settings: result.json's, else the checkpoint's, else None."""
+        result = self.rundir.result()
         if result is not None:
-            return result["config"]
-        checkpoint = self._checkpoint() if checkpoint is None else checkpoint
-        return json.loads(checkpoint["config"]) if "config" in checkpoint else None
+            return SearchConfig(**result["config"])
+        header = self.rundir.header()
+        return None if header is None else header.config
 
-    def _result(self) -> dict | None:
-        path = self.directory / "result.json"
-        try:
-            return json.loads(path.read_text()) if path.is_file() else None
-        except json.JSONDecodeError:
+    def space(self, config: SearchConfig | None) -> spaces_lib.Space | None:
+        """The run's space; None when unknown or not registered here (the page shows
+        the log without drawings)."""
+        if config is None or config.space not in spaces_lib.names():
             return None
-
-    def records(self) -> list[dict]:
-        """The complete lines of log.jsonl (a line being written is left for later)."""
-        path = self.directory / "log.jsonl"
-        if not path.is_file():
-            return []
-        text = path.read_text()
-        return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line]
-
-    def status(self) -> str:
-        """finished, running (the process holding the lock is alive), stopped or starting."""
-        if (self.directory / "result.json").is_file():
-            return "finished"
-        lock = self.directory / ".lock"
-        try:
-            pid = int(lock.read_text().strip())
-            os.kill(pid, 0)
-            return "running"
-        except PermissionError:  # alive, owned by another user
-            return "running"
-        except (OSError, ValueError):
-            pass
-        return "stopped" if (self.directory / "log.jsonl").is_file() else "starting"
-
-    def space(self, config: dict | None) -> spaces_lib.Space | None:
-        return None if config is None else spaces_lib.get(config["space"])
+        return spaces_lib.get(config.space)
 
     def run(self) -> dict:
         """The JSON of ``/api/run``."""
-        log = self.directory / "log.jsonl"
-        result_file = self.directory / "result.json"
-        key = tuple(p.stat().st_mtime_ns if p.is_file() else None
-                    for p in (log, result_file, self.directory / _CHECKPOINT))
-        status = self.status()
+        key = self.rundir.stamp()
+        status = self.rundir.status()
         with self._lock:
             if key != self._cached_key:
-                self._cached = self._build()
-                self._cached_key = key
-            return {**self._cached, "status": status}
+                try:
+                    self._cached, self._error = self._build(), None
+                    self._cached_key = key
+                except RunDirectoryError as error:
+                    self._error = str(error)
+            return {**self._cached, "status": status, "error": self._error}
 
     def _build(self) -> dict:
-        checkpoint = self._checkpoint()
-        result = self._result()
-        config = self.config(result, checkpoint)
+        if not self.rundir.started():  # a search about to start writing it
+            return self._page(None, None, None, [])
+        return self._page(self.rundir.header(), self.rundir.result(), self.config(),
+                          self.rundir.records())
+
+    def _page(self, header, result: dict | None, config: SearchConfig | None,
+              records: list[Record]) -> dict:
         space = self.space(config)
-        records = self.records()
-        objective = config["objective"] if config else "loss"
-        weights = OBJECTIVE_WEIGHTS[:1 if objective == "loss" else 2]
-        rows = []
-        for index, record in enumerate(records):
-            fitness = Record(**record).fitness(objective)
-            nodes = [n for n in record["arch"]["nodes"][1:-1] if n != "pad"]
-            edges = len(record["arch"]["edges"])
-            rows.append({"index": index, "hash": record["hash"],
-                         "generation": record["generation"],
-                         "fitness": _finite(sum(w * f for w, f in zip(weights, fitness,
-                                                                       strict=True))),
-                         "val_loss": _finite(record["val_loss"]),
-                         "val_acc": _finite(record["val_acc"]), "params": record["params"],
-                         "flops": record["flops"], "steps": record["steps"],
-                         "seconds": record["seconds"],
-                         "summary": f"{len(nodes)} node{'s' * (len(nodes) != 1)}, {edges} "
-                                    f"edge{'s' * (edges != 1)}: {', '.join(nodes)}"})
+        objective = config.objective if config else "loss"
         importance = None
         if space is not None:
-            importance = run_importance(records, space.op_names,
-                                        edge_labelled=space.edge_labelled)
+            importance = run_importance([dataclasses.asdict(r) for r in records],
+                                        space.op_names, edge_labelled=space.edge_labelled)
         progress = {"evaluations": len(records),
-                    "generation": int(checkpoint["generation"]) if checkpoint else None,
-                    "elapsed_s": float(checkpoint["elapsed"]) if checkpoint else None,
-                    "budget_evals": config["budget_evals"] if config else None,
-                    "budget_minutes": config["budget_minutes"] if config else None}
-        return {"directory": str(self.directory), "config": config, "progress": progress,
-                "evaluations": rows, "importance": importance,
+                    "generation": header.generation if header else None,
+                    "elapsed_s": header.elapsed if header else None,
+                    "budget_evals": config.budget_evals if config else None,
+                    "budget_minutes": config.budget_minutes if config else None}
+        return {"directory": str(self.directory),
+                "config": None if config is None else dataclasses.asdict(config),
+                "progress": progress,
+                "evaluations": [_row(i, r, objective) for i, r in enumerate(records)],
+                "importance": importance,
                 "result": None if result is None else {
                     key: result.get(key) for key in ("best", "test_accuracy", "test_loss",
                                                      "wall_seconds", "generations")},
@@ -166,12 +124,14 @@ class RunReader:
 
     def arch_svg(self, arch_hash: str) -> str | None:
         """The drawing of the evaluated architecture with this hash; None if unknown."""
-        space = self.space(self.config())
-        if space is None:
+        try:
+            space = self.space(self.config())
+            records = self.rundir.records() if space is not None else []
+        except RunDirectoryError:
             return None
-        for record in self.records():
-            if record["hash"] == arch_hash:
-                arch = from_json(record["arch"], space.op_names)
+        for record in records:
+            if record.hash == arch_hash:
+                arch = from_json(record.arch, space.op_names)
                 return arch_svg(arch, space.op_names, title=f"{space.name} {arch_hash[:12]}")
         return None
 

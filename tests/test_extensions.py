@@ -13,8 +13,7 @@ import pytest
 
 import jaxnas
 from jaxnas.data import DataError
-from jaxnas.search import SearchError, read_log
-from jaxnas.search.rundir import read_config
+from jaxnas.search import RunDir, SearchError, read_log
 
 HERE = Path(__file__).parent
 SMALL = dict(budget=6, population=3, steps=10, final_steps=10, batch_size=32, width=8)
@@ -104,7 +103,7 @@ def test_strategy_options_reach_the_factory_and_survive_a_resume(tmp_path):
     # Unfinish the run: a resume rebuilds the strategy from the checkpoint's options, and
     # restoring its state (a population of 3, not the default 20) needs exactly them.
     (out / "result.json").unlink()
-    assert read_config(out).strategy_options == options
+    assert RunDir(out).unfinished_config().strategy_options == options
     resumed = jaxnas.search(data=extension_plugin.blobs(), out=out, resume=True)
     assert resumed.config.strategy_options == options
     assert [r.hash for r in resumed.history] == [r.hash for r in first.history]

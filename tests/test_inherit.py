@@ -7,13 +7,12 @@ import jax
 import numpy as np
 import pytest
 import searching
-from flax import serialization
 
 import jaxnas
 from jaxnas import spaces
 from jaxnas.arch import live_mask
 from jaxnas.nn import ModelConfig, make_model
-from jaxnas.search import read_log
+from jaxnas.search import RunDir, read_log
 from jaxnas.search.config import kendall_tau
 from jaxnas.search.run import arch_keys
 
@@ -70,11 +69,10 @@ def test_a_searched_child_starts_from_its_parents_trained_weights(tmp_path):
     space = spaces.get("mlp")
     model = make_model(space, (64,), 10, result.config.model)
     like = jax.eval_shape(model.init, jax.random.key(0))
-    treedef = jax.tree.structure(like)
+    weights = RunDir(out).weights()
 
-    def stored(h):
-        leaves = serialization.msgpack_restore((out / "weights" / f"{h}.msgpack").read_bytes())
-        return jax.tree.unflatten(treedef, [leaves[str(i)][0] for i in range(len(leaves))])
+    def stored(h):  # repeat 0 of the stored rows
+        return jax.tree.map(lambda leaf: leaf[0], weights.load(h, like))
 
     records = {r.hash: r for r in result.history}
     children = [r for r in result.history if r.parent is not None]

@@ -188,7 +188,7 @@ def test_corrupt_checkpoint_and_wrong_directories_are_refused(finished_run, tmp_
     (run / "checkpoint" / "state.msgpack").write_bytes(b"\x00garbage")
     (run / "log.jsonl").write_text("")
     result = cli_main("search", "--resume", run)
-    assert result.returncode == 2 and "is corrupt" in result.stderr
+    assert result.returncode == 2 and "not a checkpoint" in result.stderr
     result = cli_main("search", "--resume", tmp_path)
     assert result.returncode == 2 and "not a run directory" in result.stderr
     result = cli_main("search", "--resume", reference)

@@ -2,14 +2,18 @@
 
 A module per job: ``config`` (``SearchConfig``, records, results), ``context``
 (building a strategy from the context every factory is offered), ``run`` (one
-generation: ask, train, tell), ``driver`` (the loop, the final retraining),
-``rundir`` (run directory, lock, checkpoint), ``one_shot`` (DARTS as a strategy),
-``plots`` and ``predictor`` (a trained model read back). ``jaxnas.search`` on the top-level
+generation: ask, train, tell; the ``Snapshot`` it gives and takes), ``driver``
+(the loop, the final retraining), ``rundir`` (``RunDir``, the one owner of the run
+directory: file names, lock, log, checkpoint, outputs), ``checkpoint`` (snapshots
+by field path, format versions), ``logfile`` (the log's lines), ``outputs`` (what
+a finished search leaves), ``one_shot`` (DARTS as a strategy), ``plots`` and
+``predictor`` (a trained model read back). ``jaxnas.search`` on the top-level
 package is the ``search`` function; import the other names from here
 (``from jaxnas.search import read_log``).
 """
 
 from jaxnas import strategies as _strategies
+from jaxnas.search.checkpoint import Snapshot
 from jaxnas.search.config import (
     OBJECTIVE_WEIGHTS,
     OBJECTIVES,
@@ -18,16 +22,27 @@ from jaxnas.search.config import (
     SearchError,
     SearchInterrupted,
     SearchResult,
+    SettingError,
+    flag_name,
+    flag_of,
+    rank_stability,
+    unknown_space_hint,
 )
 from jaxnas.search.driver import search
 from jaxnas.search.one_shot import darts as _darts
-from jaxnas.search.plots import write_plots
 from jaxnas.search.predictor import Predictor, load
-from jaxnas.search.rundir import read_log
+from jaxnas.search.rundir import (
+    RunDir,
+    RunDirectoryError,
+    atomic_write,
+    read_log,
+    write_plots,
+)
 
-__all__ = ["OBJECTIVES", "OBJECTIVE_WEIGHTS", "Predictor", "Record", "SearchConfig",
-           "SearchError", "SearchInterrupted", "SearchResult", "load", "read_log", "search",
-           "write_plots"]
+__all__ = ["OBJECTIVES", "OBJECTIVE_WEIGHTS", "Predictor", "Record", "RunDir",
+           "RunDirectoryError", "SearchConfig", "SearchError", "SearchInterrupted",
+           "SearchResult", "SettingError", "Snapshot", "atomic_write", "flag_name", "flag_of",
+           "load", "rank_stability", "read_log", "search", "unknown_space_hint", "write_plots"]
 
 # DARTS trains on the search's data, so it joins the strategies from this layer.
 _strategies.register("darts", _darts)

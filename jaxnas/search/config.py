@@ -29,6 +29,45 @@ class SearchError(Exception):
     """A user mistake or an unusable run directory; the message is one line."""
 
 
+class RunDirectoryError(SearchError):
+    """A run directory that cannot be used as asked; the message is one line naming the
+    file and what is wrong."""
+
+
+class SettingError(SearchError):
+    """A bad setting; the message names it as the caller did (``naming``).
+
+    ``str(error)`` names the keyword of ``jaxnas.search``; ``error.named(flag_name)``
+    names the command line's option.
+    """
+
+    def __init__(self, field: str, template: str):
+        self.field = field
+        self.template = template
+        super().__init__(self.named(keyword_name))
+
+    def named(self, naming) -> str:
+        """The message with the setting named by ``naming(field name)``."""
+        return self.template.format(name=naming(self.field))
+
+
+def keyword_name(field: str) -> str:
+    """The keyword of ``jaxnas.search`` that sets a ``SearchConfig`` field."""
+    return {"budget_evals": "budget", "dataset": "data"}.get(field, field)
+
+
+def flag_name(field: str) -> str:
+    """The ``jaxnas search`` option that sets a ``SearchConfig`` field."""
+    return flag_of(next(f for f in dataclasses.fields(SearchConfig) if f.name == field))
+
+
+def unknown_space_hint(name: str) -> str:
+    """One line for a run whose space is not registered in this process."""
+    return (f"the run searched the space {name!r}, which is not registered here; import the "
+            f"module that registers it (jaxnas --import MODULE ..., or import it in Python "
+            f"first); registered: {', '.join(spaces_lib.names())}")
+
+
 class SearchInterrupted(Exception):
     """Ctrl-C: the search stopped after writing its checkpoint."""
 
@@ -58,7 +97,7 @@ class SearchConfig:
       budget_minutes: stop after this much wall time (None: no time budget).
       steps: training steps per candidate (the highest fidelity for multi-fidelity
         strategies).
-      batch_size: training minibatch size.
+      batch_size: training minibatch size (at most the training split's size).
       learning_rate: peak learning rate.
       optimizer: one of ``jaxnas.train.OPTIMIZERS``.
       width: cell width of the model.
@@ -109,22 +148,24 @@ class SearchConfig:
     initial: tuple[dict, ...] = _setting((), "architectures to evaluate first")
 
     def check(self) -> None:
-        """Raises SearchError naming the first bad value (names are checked by ``search``,
+        """Raises SettingError naming the first bad value (names are checked by ``search``,
         which may be given a space or strategy object instead)."""
         for field in dataclasses.fields(self):
             value, meta = getattr(self, field.name), field.metadata
-            flag = flag_of(field)
             if meta["choices"] is not None and value not in meta["choices"]:
-                raise SearchError(f"unknown {field.name} {value!r}; "
-                                  f"choose one of {', '.join(meta['choices'])}")
+                raise SettingError(field.name, f"{{name}} must be one of "
+                                   f"{', '.join(meta['choices'])}; got {value!r}")
             if meta["minimum"] is not None and value is not None and value < meta["minimum"]:
-                raise SearchError(f"{flag} must be at least {meta['minimum']}; got {value}")
+                raise SettingError(field.name, f"{{name}} must be at least {meta['minimum']}; "
+                                   f"got {value}")
         if self.budget_minutes is not None and not self.budget_minutes > 0:
-            raise SearchError(f"--budget-minutes must be positive; got {self.budget_minutes}")
+            raise SettingError("budget_minutes",
+                               f"{{name}} must be positive; got {self.budget_minutes}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise SearchError(f"--lr must be a positive number; got {self.learning_rate}")
+            raise SettingError("learning_rate",
+                               f"{{name}} must be a positive number; got {self.learning_rate}")
         if self.seed < 0:
-            raise SearchError(f"--seed must be non-negative; got {self.seed}")
+            raise SettingError("seed", f"{{name}} must be non-negative; got {self.seed}")
 
     @property
     def model(self) -> ModelConfig:
@@ -172,6 +213,11 @@ class Record:
         size = self.params if objective == "loss+params" else self.flops
         return (loss, math.log10(max(size, 1)))
 
+    def weighted_fitness(self, objective: str) -> float:
+        """The fitness as one number: two objectives summed with ``OBJECTIVE_WEIGHTS``."""
+        return sum(w * f for w, f in zip(OBJECTIVE_WEIGHTS, self.fitness(objective),
+                                         strict=False))
+
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     """Kendall's tau-b rank correlation of two equally long sequences (NaN if undefined)."""
@@ -202,9 +248,7 @@ def best_record(history: list[Record], objective: str) -> Record:
     """The record to retrain: among the highest-fidelity ones, the lowest weighted fitness."""
     top = max(r.steps for r in history)
     finished = [r for r in history if r.steps == top]
-    weights = OBJECTIVE_WEIGHTS[:1 if objective == "loss" else 2]
-    return min(finished, key=lambda r: (
-        sum(w * f for w, f in zip(weights, r.fitness(objective), strict=True)), r.hash))
+    return min(finished, key=lambda r: (r.weighted_fitness(objective), r.hash))
 
 
 @dataclasses.dataclass

@@ -11,7 +11,6 @@ import dataclasses
 import os
 import signal
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -27,21 +26,13 @@ from jaxnas.search.config import (
     SearchError,
     SearchInterrupted,
     SearchResult,
+    SettingError,
+    unknown_space_hint,
 )
 from jaxnas.search.initial import read_initial
+from jaxnas.search.outputs import best_files, result_summary
 from jaxnas.search.run import Run, arch_keys
-from jaxnas.search.rundir import (
-    ALREADY_EXISTS,
-    CHECKPOINT,
-    append_records,
-    atomic_write,
-    checkpoint_bytes,
-    in_use,
-    lock_run_directory,
-    open_run_directory,
-    read_config,
-    write_outputs,
-)
+from jaxnas.search.rundir import RunDir, already_exists
 from jaxnas.train import TrainConfig, evaluate, train_population
 
 Factory = Callable[..., strategies_lib.Strategy]
@@ -80,54 +71,44 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
       initial: architectures to evaluate first, in order, from which the strategy
         starts: files, NAS-Bench-201 strings, architecture JSON objects, ``Arch``
         objects or NAS-Bench-101 ``(matrix, ops)`` pairs (``jaxnas.search.initial``).
-      **options: other ``SearchConfig`` fields (population, steps, ...).
+      **options: other ``SearchConfig`` fields (population, steps, ...); a
+        ``batch_size`` larger than the training split is refused.
 
     Raises:
-      SearchError, DataError, ArchError: bad input, one line, nothing written.
+      SearchError, DataError, ArchError: bad input, one line, nothing written
+        (``SettingError`` names the keyword; ``RunDirectoryError`` the damaged file of
+        the run directory to resume).
       SearchInterrupted: Ctrl-C; the checkpoint of the last generation is on disk.
     """
-    out = None if out is None else Path(out)
+    rundir = None if out is None else RunDir(out)
     if isinstance(data, os.PathLike):
         data = os.fspath(data)
     space_object = None if isinstance(space, str) else space
     factory = None if isinstance(strategy, str) else strategy
-    try:
-        cache_lib.enable(compile_cache)
-    except OSError as error:
-        raise SearchError(f"cannot use the compilation cache: {error}; choose another "
-                          "directory or turn it off (--compile-cache off)") from None
+    _enable_cache(compile_cache)
     if resume:
-        if out is None:
-            raise SearchError("resume needs the run directory")
-        config = read_config(out)
-        dataset = config.dataset
-        if config.dataset == "arrays":
-            if isinstance(data, str):
-                raise SearchError(f"{out} was searched on in-memory data; resume it from Python "
-                                  "with the same data: jaxnas.search(data=..., out=DIR, "
-                                  "resume=True)")
-            dataset = data
+        config, dataset = _resumed_config(rundir, data)
     else:
-        try:
-            config = SearchConfig(
-                space=space if space_object is None else space_object.name,
-                strategy=strategy if factory is None else _factory_name(factory),
-                dataset=data if isinstance(data, str) else "arrays", budget_evals=budget,
-                seed=seed, strategy_options=dict(strategy_options or {}), **options)
-        except TypeError as error:
-            raise SearchError(str(error)) from None
+        config = _new_config(space_object.name if space_object else space,
+                             _factory_name(factory) if factory else strategy, data, budget,
+                             seed, strategy_options, options)
         dataset = data
-        if out is not None and out.exists() and (not out.is_dir() or in_use(out)):
-            raise SearchError(ALREADY_EXISTS.format(out=out))
+        _check_new(rundir)
     config.check()
-    _check_names(config, space_object, factory)
+    _check_names(config, space_object, factory, resume)
     if not resume:
         config = dataclasses.replace(config, initial=read_initial(
             initial, space_object or spaces_lib.get(config.space)))
-    run = Run(config, _load_data(dataset, config.seed), out, space_object, factory)
-    lock = None if out is None else lock_run_directory(out, resume)
+    loaded = _load_data(dataset, config.seed)
+    if not resume:
+        _check_batch_size(config, loaded)
+    weights = rundir.weights() if rundir is not None and config.inherit else None
+    run = Run(config, loaded, None if rundir is None else rundir.path, space_object, factory,
+              weights=weights)
+    if rundir is not None:
+        rundir.lock(resume)
     try:
-        return _drive(run, out, resume, progress)
+        return _drive(run, rundir, resume, progress)
     except OSError as error:
         if out is None or error.errno is None:
             raise
@@ -135,8 +116,55 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
                           "consistent: fix that and continue with jaxnas search --resume "
                           f"{out}") from None
     finally:
-        if lock is not None:
-            lock.close()
+        if rundir is not None:
+            rundir.close()
+
+
+def _enable_cache(compile_cache: str | os.PathLike | bool | None) -> None:
+    try:
+        cache_lib.enable(compile_cache)
+    except OSError as error:
+        raise SearchError(f"cannot use the compilation cache: {error}; choose another "
+                          "directory or turn it off (--compile-cache off)") from None
+
+
+def _check_new(rundir: RunDir | None) -> None:
+    """A new run's directory must not exist yet, or be empty."""
+    if rundir is not None and rundir.path.exists() and (
+            not rundir.path.is_dir() or rundir.in_use()):
+        raise SearchError(already_exists(rundir.path))
+
+
+def _resumed_config(rundir: RunDir | None, data) -> tuple[SearchConfig, object]:
+    """The configuration of the run to resume, and the data to load for it."""
+    if rundir is None:
+        raise SearchError("resume needs the run directory")
+    config = rundir.unfinished_config()
+    if config.dataset != "arrays":
+        return config, config.dataset
+    if isinstance(data, str):
+        raise SearchError(f"{rundir} was searched on in-memory data; resume it from Python "
+                          "with the same data: jaxnas.search(data=..., out=DIR, resume=True)")
+    return config, data
+
+
+def _new_config(space: str, strategy: str, data, budget: int, seed: int,
+                strategy_options: dict | None, options: dict) -> SearchConfig:
+    try:
+        return SearchConfig(space=space, strategy=strategy,
+                            dataset=data if isinstance(data, str) else "arrays",
+                            budget_evals=budget, seed=seed,
+                            strategy_options=dict(strategy_options or {}), **options)
+    except TypeError as error:
+        raise SearchError(str(error)) from None
+
+
+def _check_batch_size(config: SearchConfig, data: data_lib.Dataset) -> None:
+    """A batch larger than the training split is refused (it could only be cut down)."""
+    examples = len(data.y_train)
+    if config.batch_size > examples:
+        raise SettingError("batch_size", f"{{name}} {config.batch_size} is larger than the "
+                           f"training split ({examples} examples); choose at most {examples}")
 
 
 def _factory_name(factory: Factory) -> str:
@@ -144,15 +172,21 @@ def _factory_name(factory: Factory) -> str:
 
 
 def _check_names(config: SearchConfig, space: spaces_lib.Space | None,
-                 factory: Factory | None) -> None:
+                 factory: Factory | None, resume: bool) -> None:
     """Raises SearchError for a space or strategy that is neither registered nor given, or
     given under another name than the run's."""
     if space is None and config.space not in spaces_lib.names():
+        if resume:
+            raise SearchError(unknown_space_hint(config.space))
         raise SearchError(f"unknown space {config.space!r}; "
                           f"choose one of {', '.join(spaces_lib.names())}")
     if space is not None and space.name != config.space:
         raise SearchError(f"the run searched the space {config.space!r}; got {space.name!r}")
     if factory is None and config.strategy not in strategies_lib.names():
+        if resume:
+            raise SearchError(f"the run used the strategy {config.strategy!r}, which is not "
+                              "registered here; import the module that registers it (jaxnas "
+                              "--import MODULE ..., or import it in Python first)")
         raise SearchError(f"unknown strategy {config.strategy!r}; "
                           f"choose one of {', '.join(strategies_lib.names())}")
     if factory is not None and _factory_name(factory) != config.strategy:
@@ -168,7 +202,7 @@ def _load_data(dataset: str | tuple | data_lib.Dataset, seed: int) -> data_lib.D
     return data_lib.load(dataset, seed=seed)
 
 
-def _drive(run: Run, out: Path | None, resume: bool,
+def _drive(run: Run, rundir: RunDir | None, resume: bool,
            progress: Callable[[dict], None] | None) -> SearchResult:
     """The loop of ``search``: generations until the budget is spent, then the result."""
     interrupted = []
@@ -183,29 +217,27 @@ def _drive(run: Run, out: Path | None, resume: bool,
     in_main = _in_main_thread()
     if in_main:
         signal.signal(signal.SIGINT, on_interrupt)
-    log_file = None
     try:
-        if out is not None:
-            log_file = open_run_directory(run, out, resume)
+        if rundir is not None and resume:
+            run.restore(rundir.reopen(run.snapshot(), fixed_shapes=run.strategy.info.jittable))
+        elif rundir is not None:
+            rundir.create(run.config, run.snapshot())
         while not run.done():
             records = run.step()
-            if log_file is not None:
-                append_records(log_file, records)
-                atomic_write(out / CHECKPOINT, checkpoint_bytes(run, log_file.tell()))
+            if rundir is not None:
+                rundir.commit(records, run.snapshot(), run.config)
             if progress is not None:
                 progress(_progress(run))
             if interrupted:
                 raise SearchInterrupted(
                     f"stopped after generation {run.generation}; continue with "
-                    f"jaxnas search --resume {out}" if out else "stopped")
+                    f"jaxnas search --resume {rundir}" if rundir else "stopped")
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
-        if log_file is not None:
-            log_file.close()
     if not run.history:
         raise SearchError("the budget allowed no evaluation")
-    return _finish(run)
+    return _finish(run, rundir)
 
 
 def _in_main_thread() -> bool:
@@ -226,7 +258,7 @@ def _progress(run: Run) -> dict:
             "elapsed_s": run.elapsed, "minutes_left": minutes_left}
 
 
-def _finish(run: Run) -> SearchResult:
+def _finish(run: Run, rundir: RunDir | None) -> SearchResult:
     best = run.best()
     arch = _arch_from_record(run.space, best)
     trainval = dataclasses.replace(run.data, x_train=run.data.x_trainval,
@@ -246,9 +278,10 @@ def _finish(run: Run) -> SearchResult:
         space=run.space, best_arch=arch, best=best, test_accuracy=float(test_acc[0]),
         test_loss=float(test_loss[0]), history=list(run.history), config=run.config,
         wall_seconds=run.elapsed, generations=run.generation, out=run.out)
-    if run.out is not None:
+    if rundir is not None:
         params = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[0]), result.params)
-        write_outputs(run, outcome, params)
+        rundir.write_best(best_files(outcome, run.data, params))
+        rundir.write_result(result_summary(outcome), outcome.history)
     return outcome
 
 

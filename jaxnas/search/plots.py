@@ -1,4 +1,4 @@
-"""The plots of a run directory: best-so-far loss and accuracy against size (PNG)."""
+"""The plots of a search: best-so-far loss and accuracy against size (PNG)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import numpy as np
 from jaxnas.search.config import Record
 
 
-def write_plots(out: Path, history: list[Record]) -> list[Path]:
-    """Best-so-far loss against evaluations and time, accuracy against params (PNG)."""
+def plot_history(plots: Path, history: list[Record]) -> list[Path]:
+    """Writes best-so-far loss against evaluations and time, and accuracy against params
+    (PNG) into the directory ``plots`` (created); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots = out / "plots"
     plots.mkdir(exist_ok=True)
     loss = np.array([r.val_loss if math.isfinite(r.val_loss) else np.nan for r in history])
     best = np.fmin.accumulate(np.where(np.isnan(loss), np.inf, loss))

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import jax
 import numpy as np
-from flax import serialization
 
 from jaxnas import spaces as spaces_lib
 from jaxnas.arch import from_json
 from jaxnas.nn import ModelConfig, make_model
-from jaxnas.search.config import SearchError
+from jaxnas.search.config import SearchError, unknown_space_hint
+from jaxnas.search.rundir import RunDir
 
 
 class Predictor:
     """A trained architecture loaded from a run directory (``jaxnas.load``)."""
 
     def __init__(self, out: str | os.PathLike):
-        best = Path(out) / "best"
-        if not (best / "model.json").is_file():
-            raise SearchError(f"{out} holds no trained model (no best/model.json)")
-        meta = json.loads((best / "model.json").read_text())
+        rundir = RunDir(out)
+        rundir.check()
+        meta, arch, params = rundir.model()
+        if meta["space"] not in spaces_lib.names():
+            raise SearchError(unknown_space_hint(meta["space"]))
         self.space = spaces_lib.get(meta["space"])
-        self.arch = from_json(json.loads((best / "arch.json").read_text()),
-                              self.space.op_names)
+        self.arch = from_json(arch, self.space.op_names)
         self.input_shape = tuple(meta["input_shape"])
         self.num_classes = int(meta["num_classes"])
         # Runs written before batch norm existed used the layer norm.
@@ -36,7 +34,7 @@ class Predictor:
         self.model = make_model(self.space, self.input_shape, self.num_classes,
                                 self.model_config)
         template = self.model.init(jax.random.key(0))
-        self.params = serialization.from_bytes(template, (best / "params.msgpack").read_bytes())
+        self.params = rundir.best_params(params, template)
         self.mean = None if meta["mean"] is None else np.asarray(meta["mean"], np.float32)
         self.std = None if meta["std"] is None else np.asarray(meta["std"], np.float32)
         self._logits = jax.jit(lambda params, x: self.model.apply(params, self.arch, x))
@@ -57,5 +55,10 @@ class Predictor:
 
 
 def load(out: str | os.PathLike) -> Predictor:
-    """The best trained model of a finished run directory."""
+    """The best trained model of a finished run directory.
+
+    Raises:
+      RunDirectoryError: a damaged file of the run directory, named in one line.
+      SearchError: no trained model, or its space is not registered here.
+    """
     return Predictor(out)

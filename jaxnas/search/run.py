@@ -23,9 +23,9 @@ from jaxnas import spaces as spaces_lib
 from jaxnas import strategies as strategies_lib
 from jaxnas.arch import Arch, from_json, stack, to_json, unstack
 from jaxnas.nn import make_model
+from jaxnas.search.checkpoint import Snapshot
 from jaxnas.search.config import Record, SearchConfig, SearchError, best_record
 from jaxnas.search.context import build_strategy
-from jaxnas.search.rundir import WEIGHTS, atomic_write, params_bytes, read_params
 from jaxnas.train import (
     TrainConfig,
     TrainState,
@@ -48,15 +48,19 @@ class Run:
     Args:
       config: the search's settings.
       data: the loaded dataset.
-      out: the run directory (None: in memory).
+      out: the run directory (None: in memory), as the result names it.
       space: the space object when the caller passed one, else None (the registered
         ``config.space``).
       factory: the strategy factory when the caller passed one, else None (the
         registered ``config.strategy``).
+      weights: where trained parameters are kept for weight inheritance: an object with
+        ``has(hash)``, ``store(hash, params)`` and ``load(hash, like)`` (the run
+        directory's ``RunDir.weights()``); None keeps them in memory.
     """
 
     def __init__(self, config: SearchConfig, data: data_lib.Dataset, out: Path | None,
-                 space: spaces_lib.Space | None = None, factory: Callable | None = None):
+                 space: spaces_lib.Space | None = None, factory: Callable | None = None,
+                 weights: Any = None):
         self.config = config
         self.data = data
         self.space = space if space is not None else spaces_lib.get(config.space)
@@ -81,7 +85,7 @@ class Run:
         self.trained: dict[str, Any] = {}
         # hash -> trained parameters (K rows), the parents of weight inheritance: in
         # memory, or with a run directory in its weights/ (so a resumed run has them).
-        self.weights: dict[str, Any] = {}
+        self.weights = weights if weights is not None else _MemoryWeights()
         self._inherit = jax.jit(jax.vmap(self.model.inherit))
         self._params_like = (jax.eval_shape(self.model.init, jax.random.key(0))
                              if config.inherit else None)
@@ -93,6 +97,20 @@ class Run:
         self.tell = jax.jit(self.strategy.tell) if info.jittable else self.strategy.tell
         self.state = self.strategy.init(jax.random.fold_in(self.k_strategy, 0))
         self.key = jax.random.fold_in(self.k_strategy, 1)
+
+    def snapshot(self) -> Snapshot:
+        """What the search continues from (``restore``)."""
+        return Snapshot(generation=self.generation, elapsed=self.elapsed, key=self.key,
+                        strategy=self.state, history=tuple(self.history))
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Continues from ``snapshot`` (counters, key, strategy state, evaluations)."""
+        self.generation = snapshot.generation
+        self.elapsed = snapshot.elapsed
+        self.key = snapshot.key
+        self.state = snapshot.strategy
+        self.history = list(snapshot.history)
+        self.cache = {(record.hash, record.steps): record for record in self.history}
 
     def train_config(self, steps: int) -> TrainConfig:
         return TrainConfig(steps=steps, batch_size=min(self.config.batch_size,
@@ -152,7 +170,7 @@ class Run:
         for arch, has_parent in zip(unstack(lineage.parent), np.asarray(lineage.has_parent),
                                     strict=True):
             h = self.space.canonical_hash(arch) if has_parent else None
-            found.append(h if h is not None and self._stored(h) else None)
+            found.append(h if h is not None and self.weights.has(h) else None)
         return found
 
     def _train(self, fresh: dict[str, tuple[Arch, str | None]], steps: int,
@@ -186,7 +204,7 @@ class Run:
                 if self.strategy.fidelity is not None:
                     self.trained[h] = take_candidates(result.state, rows)
                 if self.config.inherit:
-                    self._store(h, jax.tree_util.tree_map(lambda leaf, rows=rows: np.asarray(
+                    self.weights.store(h, jax.tree_util.tree_map(lambda leaf, rows=rows: np.asarray(
                         leaf[rows]), result.params))
         params = np.asarray(self.model.num_params(archs))
         flops = np.asarray(self.model.flops(archs))
@@ -244,29 +262,13 @@ class Run:
                 trained_as = from_json(self._parent_record(parent).arch, self.space.op_names)
                 parent_archs.adj[rows], parent_archs.ops[rows] = trained_as.adj, trained_as.ops
                 for leaf, value in zip(jax.tree_util.tree_leaves(parent_params),
-                                       jax.tree_util.tree_leaves(self._load(parent)),
+                                       jax.tree_util.tree_leaves(
+                                           self.weights.load(parent, self._params_like)),
                                        strict=True):
                     leaf[rows] = value
             state = state._replace(params=self._inherit(parent_params, parent_archs,
                                                         state.params, archs))
         return state
-
-    def _weights_path(self, h: str) -> Path:
-        return self.out / WEIGHTS / f"{h}.msgpack"
-
-    def _stored(self, h: str) -> bool:
-        return h in self.weights or (self.out is not None and self._weights_path(h).is_file())
-
-    def _store(self, h: str, params: Any) -> None:
-        if self.out is None:
-            self.weights[h] = params
-        else:
-            atomic_write(self._weights_path(h), params_bytes(params))
-
-    def _load(self, h: str) -> Any:
-        if h in self.weights:
-            return self.weights[h]
-        return read_params(self._weights_path(h), self._params_like)
 
     def _parent_record(self, h: str) -> Record:
         return next(r for r in reversed(self.history) if r.hash == h)
@@ -274,3 +276,19 @@ class Run:
     def best(self) -> Record:
         return best_record(self.history, self.config.objective)
 
+
+
+class _MemoryWeights:
+    """Trained parameters by hash, kept in memory (a search without a run directory)."""
+
+    def __init__(self):
+        self._params: dict[str, Any] = {}
+
+    def has(self, arch_hash: str) -> bool:
+        return arch_hash in self._params
+
+    def store(self, arch_hash: str, params: Any) -> None:
+        self._params[arch_hash] = params
+
+    def load(self, arch_hash: str, like: Any) -> Any:
+        return self._params[arch_hash]

@@ -1,263 +1,343 @@
-"""The run directory: lock, atomic writes, log, checkpoint encoding and the outputs.
+"""The run directory and its one owner, ``RunDir``.
 
 Layout: ``log.jsonl`` (one JSON line per evaluation), ``checkpoint/state.msgpack``
-(what ``--resume`` continues from), ``result.json``, ``best/`` (the retrained
-model), ``plots/`` and, with weight inheritance, ``weights/HASH.msgpack`` (each
-evaluated candidate's trained parameters, the parents of later children). Every
-file is written whole or not at all.
+(what ``--resume`` continues from: the configuration, counters, key, the strategy
+state by field path and the log's length; ``jaxnas.search.checkpoint``),
+``result.json``, ``best/`` (the retrained model), ``plots/``, ``drawings/``
+(``jaxnas report --draw``), ``.lock`` and, with weight inheritance,
+``weights/HASH.msgpack`` (each evaluated candidate's trained parameters). Every
+file is written whole or not at all; a damaged one is reported in one line naming
+it (``RunDirectoryError``), before anything is written.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import fcntl
 import json
+import math
 import os
 from pathlib import Path
+from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from flax import serialization
 
-from jaxnas.drawing import arch_png, arch_svg
-from jaxnas.importance import run_importance
-from jaxnas.search.config import Record, SearchConfig, SearchError
-from jaxnas.search.plots import write_plots
+from jaxnas import spaces as spaces_lib
+from jaxnas.search import checkpoint as checkpoint_lib
+from jaxnas.search.checkpoint import Header, Snapshot
+from jaxnas.search.config import (
+    Record,
+    RunDirectoryError,
+    SearchConfig,
+    SearchError,
+    unknown_space_hint,
+)
+from jaxnas.search.files import WeightStore, atomic_write, hold_lock, lock_holder_alive
+from jaxnas.search.logfile import LogReader, append_records
+from jaxnas.search.plots import plot_history
 
+LOG = "log.jsonl"
+RESULT = "result.json"
 CHECKPOINT = Path("checkpoint") / "state.msgpack"
-WEIGHTS = Path("weights")
-CHECKPOINT_VERSION = 1
 LOCK = ".lock"
-ALREADY_EXISTS = "{out} already exists; pass --resume to continue it or choose another --out"
+BEST = "best"
+WEIGHTS = "weights"
+DRAWINGS = "drawings"
+PLOTS = "plots"
+BEST_FILES = {"arch": "arch.json", "model": "model.json", "params": "params.msgpack",
+              "svg": "arch.svg", "png": "arch.png"}
 
 
-def atomic_write(path: Path, payload: bytes) -> None:
-    """Writes ``path`` whole or not at all (a failed write leaves no temporary file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+class RunDir:
+    """A run directory: the only code that knows its file names and formats.
 
-
-def in_use(out: Path) -> bool:
-    """Whether a directory holds anything but a lock (a new run must start empty)."""
-    return any(path.name != LOCK for path in out.iterdir())
-
-
-def lock_run_directory(out: Path, resume: bool):
-    """Creates ``out`` if needed and locks it for this process (``out/.lock``, an
-    advisory ``flock`` the OS releases when the process ends); returns the open lock.
-
-    Raises SearchError, writing nothing else, when the directory cannot be created,
-    another search holds it, or a new run would write into a used directory.
+    Args:
+      path: the directory (it need not exist yet).
     """
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        lock = open(out / LOCK, "a+")  # noqa: SIM115 - held for the whole run
-    except OSError as error:
-        raise SearchError(f"cannot use {out} as the run directory: "
-                          f"{error.strerror or error}") from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.seek(0)
-        holder = lock.read().strip() or "unknown"
-        lock.close()
-        raise SearchError(f"{out} is in use by another search (process {holder}); wait for "
-                          "it to end or choose another --out") from None
-    if not resume and in_use(out):
-        lock.close()
-        raise SearchError(ALREADY_EXISTS.format(out=out))
-    lock.seek(0)
-    lock.truncate()
-    lock.write(str(os.getpid()))
-    lock.flush()
-    return lock
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock = None
+        self._log_file = None
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def _file(self, name: str | Path) -> Path:
+        return self.path / name
+
+    def _error(self, name: str | Path, what: str) -> RunDirectoryError:
+        return RunDirectoryError(f"{self._file(name)} {what}")
+
+    def in_use(self) -> bool:
+        """Whether the directory holds anything but a lock (a new run must start empty)."""
+        return any(path.name != LOCK for path in self.path.iterdir())
+
+    def started(self) -> bool:
+        """Whether the directory holds a run (a log or a checkpoint)."""
+        return self._file(LOG).is_file() or self._file(CHECKPOINT).is_file()
+
+    def require(self) -> None:
+        """Raises RunDirectoryError unless the directory holds a run (``started``)."""
+        if not self.path.is_dir():
+            raise RunDirectoryError(f"{self.path}: no such directory")
+        if not self.started():
+            raise RunDirectoryError(f"{self.path} is not a run directory (no {LOG}, no "
+                                    f"{CHECKPOINT})")
+
+    def finished(self) -> bool:
+        return self._file(RESULT).is_file()
+
+    def status(self) -> str:
+        """finished, running (the process holding the lock is alive), stopped or starting."""
+        if self.finished():
+            return "finished"
+        if lock_holder_alive(self._file(LOCK)):
+            return "running"
+        return "stopped" if self._file(LOG).is_file() else "starting"
+
+    def stamp(self) -> tuple:
+        """Changes whenever the log, the checkpoint or the result is written."""
+        return tuple(p.stat().st_mtime_ns if p.is_file() else None
+                     for p in (self._file(LOG), self._file(RESULT), self._file(CHECKPOINT)))
+
+    def check(self) -> None:
+        """Reads every file a command relies on; raises RunDirectoryError for the first
+        damaged one (the log, the checkpoint and its configuration, the result, the
+        model in best/)."""
+        self.require()
+        self.records()
+        self.result()
+        if self._file(Path(BEST) / BEST_FILES["model"]).is_file():
+            self.model()
+
+    def header(self) -> Header | None:
+        """The checkpoint's fields (None without a checkpoint)."""
+        path = self._file(CHECKPOINT)
+        if not path.is_file():
+            return None
+        try:
+            return checkpoint_lib.decode_header(path.read_bytes())
+        except ValueError as error:
+            raise self._error(CHECKPOINT, str(error)) from None
+
+    def result(self) -> dict | None:
+        """result.json of a finished run (None before the run finished)."""
+        path = self._file(RESULT)
+        if not path.is_file():
+            return None
+        try:
+            result = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise self._error(RESULT, f"is not valid JSON ({error})") from None
+        missing = [k for k in ("best", "config", "test_accuracy") if not isinstance(result, dict)
+                   or k not in result]
+        if missing:
+            raise self._error(RESULT, f"is damaged (no {missing[0]!r})")
+        try:
+            SearchConfig(**result["config"]).check()
+        except (TypeError, SearchError) as error:
+            raise self._error(RESULT, f"holds a damaged configuration ({error})") from None
+        return result
+
+    def config(self) -> SearchConfig:
+        """The search's settings: result.json's, else the checkpoint's."""
+        result = self.result()
+        if result is not None:
+            return SearchConfig(**result["config"])
+        header = self.header()
+        if header is None:
+            self.require()
+            raise RunDirectoryError(f"{self.path} names no configuration (no {RESULT}, no "
+                                    f"{CHECKPOINT})")
+        return header.config
+
+    def unfinished_config(self) -> SearchConfig:
+        """The configuration of the unfinished run to resume (after ``check``)."""
+        self.require()
+        if self.finished():
+            raise RunDirectoryError(f"{self.path} holds a finished search; see jaxnas report "
+                                    f"{self.path}")
+        self.check()
+        header = self.header()
+        if header is None:
+            raise RunDirectoryError(f"{self.path} is not a run directory (no {CHECKPOINT})")
+        return header.config
+
+    def space(self) -> spaces_lib.Space:
+        """The registered space the run searched."""
+        name = self.config().space
+        if name not in spaces_lib.names():
+            raise SearchError(unknown_space_hint(name))
+        return spaces_lib.get(name)
+
+    def records(self) -> list[Record]:
+        """The evaluation records of the log, checked against the checkpoint.
+
+        Lines past the checkpoint's length are records of a generation the search
+        logged but did not checkpoint; an unfinished last line there (a search stopped
+        or still writing) is left out.
+        """
+        header = self.header()
+        if not self._file(LOG).is_file():
+            self.require()
+            if header is not None and header.log_bytes:
+                raise self._error(LOG, f"is missing; the checkpoint says it held "
+                                  f"{header.log_bytes} bytes")
+            return []
+        tail_from = 0 if self.status() == "running" else (
+            math.inf if header is None else header.log_bytes)
+        return self._log_reader(header).records(tail_from=tail_from)
+
+    def _log_reader(self, header: Header | None) -> LogReader:
+        blob = self._file(LOG).read_bytes()
+        if header is not None and len(blob) < header.log_bytes:
+            raise self._error(LOG, f"holds {len(blob)} bytes but the checkpoint says "
+                              f"{header.log_bytes}: the log was cut short (restore it from a "
+                              "copy, or start a new run)")
+        return LogReader(blob, str(self._file(LOG)), RunDirectoryError)
+
+    def model(self) -> tuple[dict, dict, bytes]:
+        """best/'s model description, architecture JSON and parameter bytes."""
+        best = Path(BEST)
+        if not self._file(best / BEST_FILES["model"]).is_file():
+            self.require()
+            raise RunDirectoryError(f"{self.path} holds no trained model (no "
+                                    f"{best / BEST_FILES['model']})")
+        meta = self._json(best / BEST_FILES["model"], ("space", "input_shape", "num_classes",
+                                                       "width", "mean", "std"))
+        arch = self._json(best / BEST_FILES["arch"], ("nodes", "edges"))
+        params = self._file(best / BEST_FILES["params"])
+        if not params.is_file():
+            raise self._error(best / BEST_FILES["params"], "is missing")
+        return meta, arch, params.read_bytes()
+
+    def best_params(self, blob: bytes, like) -> Any:
+        """best/'s parameters, shaped like ``like``."""
+        try:
+            return serialization.from_bytes(like, blob)
+        except Exception as error:  # msgpack and structure errors alike
+            raise self._error(Path(BEST) / BEST_FILES["params"],
+                              f"is damaged ({_one_line(error)})") from None
+
+    def _json(self, name: Path, keys: tuple[str, ...]) -> dict:
+        path = self._file(name)
+        if not path.is_file():
+            raise self._error(name, "is missing")
+        try:
+            value = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise self._error(name, f"is not valid JSON ({error})") from None
+        missing = [k for k in keys if not isinstance(value, dict) or k not in value]
+        if missing:
+            raise self._error(name, f"is damaged (no {missing[0]!r})")
+        return value
+
+    def lock(self, resume: bool) -> None:
+        """Creates the directory if needed and locks it for this process (``.lock``, an
+        advisory ``flock`` the OS releases when the process ends).
+
+        Raises SearchError, writing nothing else, when the directory cannot be created,
+        another search holds it, or a new run would write into a used directory.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = hold_lock(self._file(LOCK))
+        except BlockingIOError as busy:
+            raise SearchError(f"{self.path} is in use by another search (process "
+                              f"{busy.holder}); wait for it to end or choose another --out"
+                              ) from None
+        except OSError as error:
+            raise SearchError(f"cannot use {self.path} as the run directory: "
+                              f"{error.strerror or error}") from None
+        if not resume and self.in_use():
+            lock.close()
+            raise SearchError(already_exists(self.path))
+        self._lock = lock
+
+    def create(self, config: SearchConfig, snapshot: Snapshot) -> None:
+        """Starts a new run: an empty log and the first checkpoint."""
+        self._file(CHECKPOINT).parent.mkdir(exist_ok=True)
+        if config.inherit:
+            self._file(WEIGHTS).mkdir(exist_ok=True)
+        atomic_write(self._file(CHECKPOINT), checkpoint_lib.encode(snapshot, config, 0))
+        atomic_write(self._file(LOG), b"")
+        self._log_file = open(self._file(LOG), "r+b")  # noqa: SIM115 - closed by close()
+
+    def reopen(self, like: Snapshot, fixed_shapes: bool) -> Snapshot:
+        """The snapshot to continue from, its strategy state shaped like ``like``'s; then
+        drops what the log holds past the checkpoint (a generation logged but not
+        checkpointed) and opens the log for appending.
+
+        Raises RunDirectoryError, changing no file, for a damaged checkpoint or log.
+        """
+        header = self.header()
+        if header is None:
+            raise RunDirectoryError(f"{self.path} is not a run directory (no {CHECKPOINT})")
+        try:
+            snapshot = checkpoint_lib.decode_snapshot(header, like, fixed_shapes)
+        except checkpoint_lib.CheckpointMismatch as error:
+            raise self._error(CHECKPOINT, f"does not fit this strategy's state: {error}"
+                              ) from None
+        if not self._file(LOG).is_file():
+            raise self._error(LOG, "is missing")
+        history = self._log_reader(header).records(until=header.log_bytes)
+        self._log_file = open(self._file(LOG), "r+b")  # noqa: SIM115 - closed by close()
+        self._log_file.truncate(header.log_bytes)
+        self._log_file.seek(header.log_bytes)
+        return Snapshot(generation=snapshot.generation, elapsed=snapshot.elapsed,
+                        key=snapshot.key, strategy=snapshot.strategy, history=tuple(history))
+
+    def commit(self, records: list[Record], snapshot: Snapshot, config: SearchConfig) -> None:
+        """Appends a generation's records to the log, then checkpoints ``snapshot``."""
+        append_records(self._log_file, records)
+        atomic_write(self._file(CHECKPOINT),
+                     checkpoint_lib.encode(snapshot, config, self._log_file.tell()))
+
+    def close(self) -> None:
+        """Closes the log and releases the lock."""
+        for handle in (self._log_file, self._lock):
+            if handle is not None:
+                handle.close()
+        self._log_file = self._lock = None
+
+    def weights(self) -> WeightStore:
+        """The trained parameters of evaluated candidates (weight inheritance)."""
+        return WeightStore(self._file(WEIGHTS), suffix=".msgpack")
+
+    def write_best(self, files: dict[str, bytes]) -> None:
+        """Writes best/: ``files`` maps each of ``BEST_FILES``' roles to its bytes."""
+        best = self._file(BEST)
+        best.mkdir(exist_ok=True)
+        for role, payload in files.items():
+            atomic_write(best / BEST_FILES[role], payload)
+
+    def write_result(self, result: dict, history: list[Record]) -> list[Path]:
+        """Writes result.json, then the plots; returns the plots' paths."""
+        atomic_write(self._file(RESULT), json.dumps(result, indent=1).encode())
+        return self.write_plots(history)
+
+    def write_plots(self, history: list[Record]) -> list[Path]:
+        """(Re)draws plots/ from ``history``; returns the plots' paths."""
+        return plot_history(self._file(PLOTS), history)
+
+    def drawings(self) -> Path:
+        """The directory of ``jaxnas report --draw``'s drawings (created)."""
+        self._file(DRAWINGS).mkdir(exist_ok=True)
+        return self._file(DRAWINGS)
 
 
-def open_run_directory(run, out: Path, resume: bool):
-    """Creates (or restores ``run`` from) the run directory; returns the log opened for
-    appending."""
-    if resume:
-        log_bytes = _restore(run, out)
-    else:
-        (out / "checkpoint").mkdir(exist_ok=True)
-        if run.config.inherit:
-            (out / WEIGHTS).mkdir(exist_ok=True)
-        log_bytes = 0
-        atomic_write(out / CHECKPOINT, checkpoint_bytes(run, 0))
-        atomic_write(out / "log.jsonl", b"")
-    log_file = open(out / "log.jsonl", "r+b")  # noqa: SIM115 - the caller closes it
-    log_file.truncate(log_bytes)
-    log_file.seek(log_bytes)
-    return log_file
+def already_exists(path: Path) -> str:
+    return f"{path} already exists; pass --resume to continue it or choose another --out"
 
 
-def append_records(log_file, records: list[Record]) -> None:
-    """Appends evaluation records to the open log and syncs it to disk."""
-    for record in records:
-        log_file.write((json.dumps(record.to_json()) + "\n").encode())
-    log_file.flush()
-    os.fsync(log_file.fileno())
-
-
-def checkpoint_bytes(run, log_bytes: int) -> bytes:
-    """The checkpoint of ``run`` after ``log_bytes`` bytes of its log."""
-    payload = {
-        "version": CHECKPOINT_VERSION,
-        "config": json.dumps(dataclasses.asdict(run.config)),
-        "generation": run.generation,
-        "elapsed": run.elapsed,
-        "log_bytes": log_bytes,
-        "key": np.asarray(jax.random.key_data(run.key)),
-        "strategy": {str(i): np.asarray(leaf) for i, leaf in
-                     enumerate(jax.tree_util.tree_leaves(_keys_to_data(run.state)))},
-    }
-    return serialization.msgpack_serialize(payload)
-
-
-def params_bytes(params) -> bytes:
-    """A parameter pytree (dicts and lists of arrays) as msgpack, leaves in tree order."""
-    leaves = jax.tree_util.tree_leaves(params)
-    return serialization.msgpack_serialize({str(i): np.asarray(v) for i, v in enumerate(leaves)})
-
-
-def read_params(path: Path, like):
-    """The pytree ``params_bytes`` wrote, shaped like ``like`` (leading axes may differ)."""
-    stored = serialization.msgpack_restore(path.read_bytes())
-    leaves, treedef = jax.tree_util.tree_flatten(like)
-    return jax.tree_util.tree_unflatten(treedef, [stored[str(i)] for i in range(len(leaves))])
-
-
-def read_config(out: Path) -> SearchConfig:
-    """The configuration of the unfinished run in ``out``."""
-    blob = _read_checkpoint(out)
-    try:
-        fields = json.loads(serialization.msgpack_restore(blob)["config"])
-        config = SearchConfig(**fields)
-    except Exception as error:  # any decoding problem means the checkpoint is unusable
-        raise SearchError(f"{out / CHECKPOINT} is corrupt ({type(error).__name__})") from None
-    if (out / "result.json").exists():
-        raise SearchError(f"{out} holds a finished search; see jaxnas report {out}")
-    return config
+def write_plots(out: str | os.PathLike, history: list[Record]) -> list[Path]:
+    """Draws the plots of ``history`` into the run directory ``out``."""
+    return RunDir(out).write_plots(history)
 
 
 def read_log(out: str | os.PathLike) -> list[Record]:
-    """The evaluation records of a run directory."""
-    path = Path(out) / "log.jsonl"
-    if not path.is_file():
-        raise SearchError(f"{out} is not a run directory (no log.jsonl)")
-    return [Record(**json.loads(line)) for line in path.read_text().splitlines() if line]
+    """The evaluation records of a run directory (``RunDir(out).records()``)."""
+    return RunDir(out).records()
 
 
-def _read_checkpoint(out: Path) -> bytes:
-    path = out / CHECKPOINT
-    if not path.is_file():
-        raise SearchError(f"{out} is not a run directory (no {CHECKPOINT})")
-    return path.read_bytes()
-
-
-def _restore(run, out: Path) -> int:
-    """Restores ``run``'s counters, key, strategy state and evaluation cache."""
-    try:
-        payload = serialization.msgpack_restore(_read_checkpoint(out))
-        if payload.get("version") != CHECKPOINT_VERSION:
-            raise SearchError("checkpoint has an unknown format version")
-        run.generation = int(payload["generation"])
-        run.elapsed = float(payload["elapsed"])
-        run.key = jax.random.wrap_key_data(jnp.asarray(payload["key"]))
-        run.state = _unflatten_like(run.state, payload["strategy"],
-                                    fixed_shapes=run.strategy.info.jittable)
-        log_bytes = int(payload["log_bytes"])
-    except SearchError:
-        raise
-    except Exception as error:  # msgpack / structure mismatch: the file is damaged
-        raise SearchError(f"{out / CHECKPOINT} is corrupt ({type(error).__name__})") from None
-    if not (out / "log.jsonl").is_file():
-        raise SearchError(f"{out} is not a run directory (no log.jsonl)")
-    log = (out / "log.jsonl").read_bytes()[:log_bytes]
-    for line in log.decode().splitlines():
-        record = Record(**json.loads(line))
-        run.cache[(record.hash, record.steps)] = record
-        run.history.append(record)
-    return log_bytes
-
-
-def _is_key(leaf) -> bool:
-    return jnp.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key)
-
-
-def _keys_to_data(tree):
-    return jax.tree_util.tree_map(
-        lambda leaf: jax.random.key_data(leaf) if _is_key(leaf) else leaf, tree)
-
-
-def _unflatten_like(like, stored: dict, fixed_shapes: bool):
-    """Rebuilds a pytree shaped like ``like`` from its numbered, key-free leaves.
-
-    Host-side strategies (not jittable) may hold arrays whose length grows during a
-    search; their shapes are then not compared with the fresh state's.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten(like)
-    if len(stored) != len(leaves):
-        raise SearchError(f"checkpoint holds {len(stored)} strategy arrays; this strategy "
-                          f"has {len(leaves)}")
-    restored = []
-    for i, ref in enumerate(leaves):
-        value = np.asarray(stored[str(i)])
-        if _is_key(ref):
-            restored.append(jax.random.wrap_key_data(jnp.asarray(value)))
-            continue
-        wrong_shape = fixed_shapes and value.shape != np.shape(ref)
-        if wrong_shape or value.dtype != np.asarray(ref).dtype:
-            raise SearchError("checkpoint strategy state does not match the strategy")
-        restored.append(jnp.asarray(value) if fixed_shapes else value)
-    return jax.tree_util.tree_unflatten(treedef, restored)
-
-
-def write_outputs(run, outcome, params) -> None:
-    """Writes ``best/`` (architecture, parameters, model description, drawings),
-    ``result.json`` and the plots of a finished search."""
-    from jaxnas import __version__
-    from jaxnas.arch import to_json
-
-    out = run.out
-    best_dir = out / "best"
-    best_dir.mkdir(exist_ok=True)
-    arch_json = {"space": run.space.name, **to_json(outcome.best_arch, run.space.op_names)}
-    atomic_write(best_dir / "arch.json", json.dumps(arch_json, indent=1).encode())
-    atomic_write(best_dir / "params.msgpack", serialization.to_bytes(params))
-    model = {"space": run.space.name, "input_shape": list(run.data.input_shape),
-             "num_classes": run.data.num_classes, "width": run.config.width,
-             "cells": run.config.cells, "norm": run.config.norm,
-             "mean": None if run.data.mean is None else run.data.mean.tolist(),
-             "std": None if run.data.std is None else run.data.std.tolist()}
-    atomic_write(best_dir / "model.json", json.dumps(model).encode())
-    atomic_write(best_dir / "arch.svg", arch_svg(outcome.best_arch, run.space.op_names,
-                                                 title=outcome.best.hash).encode())
-    atomic_write(best_dir / "arch.png", arch_png(outcome.best_arch, run.space.op_names))
-    devices = jax.devices()
-    result = {
-        "best": {"hash": outcome.best.hash, "arch": outcome.best.arch,
-                 "val_loss": outcome.best.val_loss, "val_acc": outcome.best.val_acc,
-                 "params": outcome.best.params, "flops": outcome.best.flops},
-        "val_loss": outcome.best.val_loss, "val_acc": outcome.best.val_acc,
-        "test_accuracy": outcome.test_accuracy, "test_loss": outcome.test_loss,
-        "config": dataclasses.asdict(run.config),
-        "versions": {"jaxnas": __version__, "jax": jax.__version__},
-        "device": {"kind": devices[0].device_kind, "platform": devices[0].platform,
-                   "count": len(devices)},
-        "wall_seconds": round(outcome.wall_seconds, 3), "generations": outcome.generations,
-        "unique_evaluations": len(outcome.history),
-        "importance": run_importance([dataclasses.asdict(r) for r in outcome.history],
-                                     run.space.op_names, edge_labelled=run.space.edge_labelled),
-    }
-    atomic_write(out / "result.json", json.dumps(result, indent=1).encode())
-    write_plots(out, outcome.history)
+def _one_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

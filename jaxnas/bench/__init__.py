@@ -7,14 +7,23 @@ strategy runs all seeds as one program: the whole search is a ``lax.scan``
 runs seed after seed in a Python loop. Every asked architecture costs one
 evaluation (a fused search has no cache, so repeats are paid for); on a table
 with fidelities an evaluation at ``steps`` costs ``steps / max_fidelity``.
+
+The default table of ``--table jaxnas`` (``benchmarks/results/nb201_mnist1d.json``,
+made by ``benchmarks.tabulate``) ships in this package gzip-compressed
+(``nb201_mnist1d.json.gz``), so an installed wheel runs it without a checkout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import inspect
 import math
 import os
+import tempfile
 import time
+from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import jax
@@ -31,6 +40,18 @@ from jaxnas.tables import Table
 # time keep them in cache and give the same trajectories as the loop, bit for bit
 # (vmapped over all 1000 seeds they differ from it by rounding).
 SEED_CHUNKS = {"bananas": 20}
+DEFAULT_TABLE = "nb201_mnist1d.json.gz"
+
+
+@contextlib.contextmanager
+def default_table_file() -> Iterator[Path]:
+    """The path of the packaged jaxnas table (NAS-Bench-201 cells on MNIST-1D),
+    decompressed into a temporary file that lives until the block ends."""
+    blob = resources.files(__name__).joinpath(DEFAULT_TABLE).read_bytes()
+    with tempfile.TemporaryDirectory(prefix="jaxnas-table-") as directory:
+        path = Path(directory) / DEFAULT_TABLE.removesuffix(".gz")
+        path.write_bytes(gzip.decompress(blob))
+        yield path
 
 
 def needs(name: str) -> list[str]:

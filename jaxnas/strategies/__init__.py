@@ -59,7 +59,15 @@ from jaxnas import spaces
 from jaxnas.spaces import Space
 from jaxnas.strategies import objectives, pareto
 from jaxnas.strategies._bananas import bananas
-from jaxnas.strategies._base import Info, Lineage, Strategy, score
+from jaxnas.strategies._base import (
+    Info,
+    Lineage,
+    Strategy,
+    improve,
+    initial_best,
+    make_strategy,
+    score,
+)
 from jaxnas.strategies._evolution import evolution
 from jaxnas.strategies._halving import hyperband, successive_halving
 from jaxnas.strategies._local import local_search
@@ -110,7 +118,7 @@ def get(name: str, space: Space | str, **config) -> Strategy:
 
 __all__ = [
     "History", "Info", "Lineage", "Strategy", "bananas", "evolution", "factory", "get", "hyperband",
-    "local_search", "make_fused", "names", "objectives", "pareto", "random_search", "register",
-    "reinforce", "run_fused",
+    "improve", "initial_best", "local_search", "make_fused", "make_strategy", "names",
+    "objectives", "pareto", "random_search", "register", "reinforce", "run_fused",
     "run_stepwise", "score", "seeded", "successive_halving", "top_scored", "zero_cost",
 ]

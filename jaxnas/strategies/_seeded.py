@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch
 from jaxnas.strategies._base import Lineage, Strategy
 
 
@@ -98,7 +98,9 @@ def seeded(strategy: Strategy, initial: Arch) -> Strategy:
     def fresh(state: SeededState) -> jax.Array:
         return strategy.fresh(state.inner)
 
-    return Strategy(init, ask, tell, best, None if strategy.fidelity is None else fidelity,
-                    strategy.default_params, strategy.space, info,
-                    lineage=None if strategy.lineage is None else lineage,
-                    fresh=None if strategy.fresh is None else fresh)
+    return Strategy(
+        init=init, ask=ask, tell=tell, best=best, space=strategy.space, info=info,
+        default_params=strategy.default_params,
+        fidelity=None if strategy.fidelity is None else fidelity,
+        lineage=None if strategy.lineage is None else lineage,
+        fresh=None if strategy.fresh is None else fresh)

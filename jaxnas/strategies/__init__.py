@@ -41,7 +41,9 @@ start from them (multi-fidelity strategies take them into a first rung).
 Strategies never import the trainer or the model: they see archs and fitness.
 
 Adding a strategy: ``register(name, factory)`` with a factory
-``factory(space, *, batch_size, ..., **options) -> Strategy``. The search driver
+``factory(space, *, batch_size, ..., **options) -> Strategy``; ``make_strategy``
+builds the ``Strategy`` from the algorithm's own ``init``, ``ask`` and ``tell``
+and adds the bookkeeping (docs/writing-a-strategy.md). The search driver
 offers every factory the same keyword context and passes those its signature
 names (or all of them to a ``**context``): ``batch_size`` (the population),
 ``objectives``, ``weights``, ``max_steps`` (training steps of a full evaluation),

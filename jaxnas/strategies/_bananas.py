@@ -46,6 +46,11 @@ from jaxnas.strategies._population import broadcast, concat, same, set_rows, tak
 ACQUISITIONS = ("its", "ucb")
 
 
+def feature_width(max_nodes: int, num_ops: int) -> int:
+    """F, the length of ``encode``'s features."""
+    return max_nodes * (max_nodes - 1) // 2 + (max_nodes - 2) * (num_ops + 1)
+
+
 def encode(arch: Arch, num_ops: int) -> jax.Array:
     """(F,) float32 features of one arch: N(N-1)/2 edge bits, then (N-2)(K+1) one-hots."""
     n = arch.ops.shape[-1]
@@ -158,6 +163,28 @@ class BananasState:
     lineage: Lineage  # the parents of the last ask's mutants
 
 
+def store(state: BananasState, archs: Arch, scores: jax.Array) -> BananasState:
+    """The buffer with told archs (B,) and their scores (B,) in the rows of
+    ``slots_to_replace``."""
+    slots = slots_to_replace(state.scores, state.filled, scores.shape[0])
+    return state.replace(archs=set_rows(state.archs, slots, archs),
+                         scores=state.scores.at[slots].set(scores),
+                         filled=state.filled.at[slots].set(True))
+
+
+def candidate_pool(key: jax.Array, space: Space, state: BananasState, num_parents: int,
+                   mutants_per_parent: int, extra: Arch) -> tuple[Arch, jax.Array]:
+    """(pool, parent_of): ``mutants_per_parent`` mutants of each of the ``num_parents``
+    best told archs, then the archs of ``extra``; parent_of (num_parents *
+    mutants_per_parent,) is each mutant's row in ``state.archs``."""
+    _, parents = jax.lax.top_k(-jnp.where(state.filled, state.scores, jnp.inf), num_parents)
+    # one flat vmap over (parent, mutant) pairs compiles much faster than a nested one
+    parent_of = parents[jnp.arange(num_parents * mutants_per_parent) // mutants_per_parent]
+    mutants = jax.vmap(space.mutate)(jax.random.split(key, parent_of.shape[0]),
+                                     take(state.archs, parent_of))
+    return concat(mutants, extra), parent_of
+
+
 def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
             ensemble_size: int = 5, hidden: tuple[int, ...] = (32, 32), train_steps: int = 200,
             initial_samples: int = 10, num_parents: int = 10, mutants_per_parent: int = 10,
@@ -180,8 +207,7 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
     random_candidates = max(20, batch_size) if random_candidates is None else random_candidates
     mutants = num_parents * mutants_per_parent
     _check(acquisition, capacity, batch_size, num_parents, mutants + random_candidates)
-    n = space.max_nodes
-    sizes = (n * (n - 1) // 2 + (n - 2) * (space.num_ops + 1), *hidden, 1)
+    sizes = (feature_width(space.max_nodes, space.num_ops), *hidden, 1)
     features = jax.vmap(lambda arch: encode(arch, space.num_ops))
     fit = jax.vmap(functools.partial(fit_mlp, steps=train_steps),
                    in_axes=(0, None, None, None, None))
@@ -201,12 +227,9 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
         k_random, k_mutate, k_acquire = jax.random.split(key, 3)
         # one sampling call site for both uses: each one costs compile time
         randoms = space.sample(k_random, batch_size + random_candidates)
-        _, parents = jax.lax.top_k(-jnp.where(state.filled, state.scores, jnp.inf), num_parents)
-        # one flat vmap over (parent, mutant) pairs compiles much faster than a nested one
-        parent_of = parents[jnp.arange(mutants) // mutants_per_parent]
-        pool = concat(jax.vmap(space.mutate)(jax.random.split(k_mutate, mutants),
-                                             take(state.archs, parent_of)),
-                      take(randoms, batch_size + jnp.arange(random_candidates)))
+        pool, parent_of = candidate_pool(
+            k_mutate, space, state, num_parents, mutants_per_parent,
+            take(randoms, batch_size + jnp.arange(random_candidates)))
         mean, std = predict(state.ensemble, features(pool))
         value = acquire(k_acquire, mean, std, acquisition, state.params.exploration)
         told = jnp.any(same(pool, state.archs) & state.filled[None, :], 1)
@@ -218,14 +241,11 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
         return archs, state.replace(lineage=Lineage(parent, warm & mutant))
 
     def tell(key: jax.Array, state: BananasState, archs: Arch, fitness: jax.Array):
-        slots = slots_to_replace(state.scores, state.filled, batch_size)
-        buffer = set_rows(state.archs, slots, archs)
-        stored = state.scores.at[slots].set(score(fitness, state.params.weights))
-        filled = state.filled.at[slots].set(True)
-        ensemble, losses = fit(init_ensemble(key, sizes, ensemble_size), features(buffer),
-                               standardise(stored, filled), filled, state.params.learning_rate)
-        state = state.replace(archs=buffer, scores=stored, filled=filled, ensemble=ensemble)
-        return state, {"predictor_loss": losses.mean()}
+        state = store(state, archs, score(fitness, state.params.weights))
+        ensemble, losses = fit(init_ensemble(key, sizes, ensemble_size), features(state.archs),
+                               standardise(state.scores, state.filled), state.filled,
+                               state.params.learning_rate)
+        return state.replace(ensemble=ensemble), {"predictor_loss": losses.mean()}
 
     default_params = BananasParams(learning_rate=jnp.float32(learning_rate),
                                    exploration=jnp.float32(exploration), weights=weights)

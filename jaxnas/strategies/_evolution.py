@@ -28,7 +28,7 @@ from jaxnas.strategies._base import (
     orphans,
     score,
 )
-from jaxnas.strategies._population import set_rows, take
+from jaxnas.strategies._population import set_rows, take, where
 
 
 @flax.struct.dataclass
@@ -90,6 +90,14 @@ def mutate(key: jax.Array, space: Space, arch: Arch, moves: jax.Array) -> Arch:
     return arch
 
 
+def offspring(key: jax.Array, space: Space, state: EvolutionState, order: jax.Array,
+              filled: jax.Array, size: jax.Array) -> tuple[Arch, Arch]:
+    """(child, parent): the winner of a tournament of ``size`` members, mutated."""
+    k_draw, k_mutate = jax.random.split(key)
+    parent = take(state.population, tournament(k_draw, order, filled, size))
+    return mutate(k_mutate, space, parent, state.params.mutations), parent
+
+
 def evolution(space: Space, *, population_size: int | None = None, batch_size: int = 5,
               tournament_size: int = 5, mutations: int = 1, objectives: int = 1,
               archive_size: int = 64, weights=None) -> Strategy:
@@ -131,20 +139,14 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
         filled = jnp.arange(size) < jnp.minimum(state.count, size)
         order = tournament_order(state.fitness, filled)
         drawn = jnp.clip(state.params.tournament_size, 1, jnp.clip(state.count, 1, size))
-
-        def child(key, index):
-            k_draw, k_mutate = jax.random.split(key)
-            parent = take(state.population, tournament(k_draw, order, filled, drawn))
-            offspring = mutate(k_mutate, space, parent, state.params.mutations)
-            slot = state.count + index
-            initial = slot < size  # the first P asks return the initial population
-            seed = take(state.initial, jnp.minimum(slot, size - 1))
-            return jax.tree_util.tree_map(
-                lambda a, b: jnp.where(initial, a, b), seed, offspring), parent, ~initial
-
-        children, parents, mutated = jax.vmap(child)(jax.random.split(key, batch_size),
-                                                     jnp.arange(batch_size))
-        return children, state.replace(lineage=Lineage(parents, mutated))
+        children, parents = jax.vmap(
+            lambda key: offspring(key, space, state, order, filled, drawn))(
+                jax.random.split(key, batch_size))
+        slots = state.count + jnp.arange(batch_size)
+        initial = slots < size  # the first P asks return the initial population
+        seeds = take(state.initial, jnp.minimum(slots, size - 1))
+        return (where(initial, seeds, children),
+                state.replace(lineage=Lineage(parents, ~initial)))
 
     def tell(key, state: EvolutionState, archs: Arch, fitness: jax.Array):
         slots = (state.head + jnp.arange(batch_size)) % size

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +14,7 @@ import pytest
 
 from jaxnas import spaces, strategies
 from jaxnas.arch import PAD, Arch, prune, stack
-from jaxnas.strategies import _bananas, _evolution, _halving, _local, _reinforce
+from jaxnas.strategies import _bananas, _evolution, _halving, _local, _reinforce, _seeded
 from jaxnas.strategies._base import Strategy, improve, initial_best, score
 from jaxnas.strategies._decisions import Decisions, decisions
 from jaxnas.strategies._population import repeats, set_rows, take, top_unique
@@ -42,6 +45,10 @@ def test_strategy_and_info_are_built_by_keyword_with_defaults():
             strategy.fresh) == (None, None, None, None)
     with pytest.raises(TypeError, match="needs best, space"):
         Strategy(init=len, ask=len, tell=len, info=info)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert copy.deepcopy(info) == info and pickle.loads(pickle.dumps(info)) == info
+        assert copy.copy(strategy) == strategy and info._replace(objectives=2).objectives == 2
     with pytest.warns(DeprecationWarning, match="keyword arguments only"):
         old = Strategy(len, len, len, len, None, {"a": 1}, NB201, info)
     assert old.default_params == {"a": 1} and old.info is info and old.fidelity is None
@@ -149,6 +156,20 @@ def test_mutate_applies_at_least_one_move():
             assert int(jnp.sum(child.ops != parent.ops)) in changed  # a move changes one op
 
 
+def test_seeds_fill_the_first_rows_of_asks_that_take_them():
+    own = cells(*[(0,) * 6] * 4)
+    seeds = cells((1,) * 6, (2,) * 6, (3,) * 6)
+    archs, mask = _seeded.place(own, seeds, jnp.int32(0), True)
+    assert archs.ops[:, 1].tolist() == [1, 2, 3, 0] and mask.tolist() == [1, 1, 1, 0]
+    archs, mask = _seeded.place(own, seeds, jnp.int32(2), True)  # two were asked before
+    assert archs.ops[:, 1].tolist() == [3, 0, 0, 0] and mask.tolist() == [1, 0, 0, 0]
+    archs, mask = _seeded.place(own, seeds, jnp.int32(0), jnp.array(False))
+    assert archs.ops[:, 1].tolist() == [0, 0, 0, 0] and not mask.any()
+    host = jax.device_get((own, seeds))
+    archs, mask = _seeded.place(*host, np.int32(1), True, xp=np)
+    assert isinstance(archs.ops, np.ndarray) and archs.ops[:, 1].tolist() == [2, 3, 0, 0]
+
+
 # --- successive halving and Hyperband ------------------------------------------------------
 
 
@@ -243,6 +264,33 @@ def test_fit_mlp_learns_a_linear_target_on_the_masked_rows():
     _, first = _bananas.fit_mlp(start, x, y, mask, jnp.float32(0.01), steps=1)
     _, last = _bananas.fit_mlp(start, x, y, mask, jnp.float32(0.01), steps=300)
     assert float(last) < 0.05 * float(first)
+
+
+def _buffer(scores, filled):
+    strategy = strategies.get("bananas", NB201, batch_size=2, capacity=4, num_parents=2,
+                              mutants_per_parent=2, random_candidates=2)
+    state = strategy.init(jax.random.key(0))
+    return state.replace(archs=cells(*[(i,) * 6 for i in range(4)]),
+                         scores=jnp.array(scores, jnp.float32), filled=jnp.array(filled))
+
+
+def test_the_buffer_stores_told_archs_in_empty_rows_then_over_the_worst():
+    state = _bananas.store(_buffer([1.0, 5.0, INF, INF], [True, True, False, False]),
+                           cells((4,) * 6, (4,) * 6), jnp.array([7.0, 8.0]))
+    np.testing.assert_array_equal(state.scores, [1, 5, 7, 8])
+    assert state.filled.all() and state.archs.ops[:, 1].tolist() == [0, 1, 4, 4]
+    state = _bananas.store(state, cells((3,) * 6), jnp.array([0.0]))
+    np.testing.assert_array_equal(state.scores, [1, 5, 7, 0])
+
+
+def test_the_candidate_pool_mutates_the_best_told_archs():
+    state = _buffer([3.0, 1.0, 2.0, 0.0], [True, True, True, False])
+    extra = cells((4,) * 6)
+    pool, parent_of = _bananas.candidate_pool(jax.random.key(0), NB201, state, 2, 3, extra)
+    assert parent_of.tolist() == [1, 1, 1, 2, 2, 2]  # row 3 is empty, whatever its score
+    assert pool.ops.shape == (7, 8) and pool.ops[6].tolist() == extra.ops[0].tolist()
+    parents = state.archs.ops[parent_of]
+    assert (jnp.sum(pool.ops[:6] != parents, -1) == 1).all()  # one mutation each
 
 
 # --- REINFORCE ----------------------------------------------------------------------------

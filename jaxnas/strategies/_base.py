@@ -73,6 +73,9 @@ class Info(_InfoFields):
     def __new__(cls, *positional, **fields):
         return super().__new__(cls, **_by_keyword(cls, positional, fields, cls._fields))
 
+    def __getnewargs_ex__(self):  # copy and pickle by keyword
+        return (), self._asdict()
+
 
 class _StrategyFields(NamedTuple):
     init: Callable[..., State]
@@ -132,6 +135,9 @@ class Strategy(_StrategyFields):
     def __new__(cls, *positional, **fields):
         legacy = ("init", "ask", "tell", "best", "fidelity", "default_params", "space", "info")
         return super().__new__(cls, **_by_keyword(cls, positional, fields, legacy))
+
+    def __getnewargs_ex__(self):  # copy and pickle by keyword
+        return (), self._asdict()
 
 
 @flax.struct.dataclass

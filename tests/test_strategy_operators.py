@@ -387,6 +387,15 @@ def _local_state(space, current: Arch, **fields):
     return state
 
 
+def test_memory_lookup_finds_exact_encodings():
+    memory = np.array([[1, 2], [3, 4], [5, 6]])
+    keys = np.array([[3, 4], [4, 3], [1, 2]])
+    assert _local._lookup(keys, memory).tolist() == [1, -1, 0]
+    assert _local._lookup(keys, memory[:0]).tolist() == [-1, -1, -1]
+    archs = jax.device_get(cells((1,) * 6, (2,) * 6))
+    assert _local._encode(archs).shape == (2, 8 + 64)
+
+
 def test_next_batch_takes_the_queue_then_random_fill():
     queue = jax.device_get(cells((1,) * 6, (2,) * 6, (3,) * 6))
     fill = jax.device_get(cells(*[(0,) * 6] * 5))

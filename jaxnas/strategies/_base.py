@@ -268,7 +268,9 @@ def front_of(archive: Arch, archive_fitness: jax.Array) -> tuple[Arch, jax.Array
 def make_strategy(name: str, space: Space, *, batch_size: int, init: Callable,
                   ask: Callable, tell: Callable, default_params: Params = None,
                   objectives: int = 1, vector_fitness: bool = False, jittable: bool = True,
-                  keep_best: Callable | None = None, **optional) -> Strategy:
+                  keep_best: Callable | None = None, fidelity: Callable | None = None,
+                  lineage: Callable | None = None, fresh: Callable | None = None,
+                  max_asks: int | None = None) -> Strategy:
     """A ``Strategy`` from an algorithm's own ``init``, ``ask`` and ``tell``.
 
     The algorithm's state has the fields ``params``, ``best_arch`` and
@@ -279,7 +281,7 @@ def make_strategy(name: str, space: Space, *, batch_size: int, init: Callable,
       ``default_params`` in place of None;
     * ``tell`` checks the fitness shape and makes it float32, keeps the best so
       far (a non-finite fitness counts as +inf: ``improve``; a vector-fitness
-      strategy with M > 1 keeps a Pareto archive: ``merge_front``), calls the own
+      strategy with M > 1 keeps a Pareto archive: ``merge_front``), then calls the own
       ``tell(key, state, archs, fitness) -> (state, metrics)``, adds ``batch_size``
       to ``count`` and puts the count first in the metrics;
     * ``best`` returns the incumbent (or the archive's front), and ``info`` is
@@ -295,11 +297,9 @@ def make_strategy(name: str, space: Space, *, batch_size: int, init: Callable,
         ``params.weights``.
       keep_best: ``keep_best(state, archs, fitness) -> state`` in place of the
         rule above (multi-fidelity strategies prefer the highest fidelity).
-      **optional: ``fidelity``, ``lineage``, ``fresh`` (``Strategy``) and
-        ``max_asks`` (``Info``).
+      fidelity, lineage, fresh: as in ``Strategy``; max_asks: as in ``Info``.
     """
     check_config(name, batch_size, objectives, None)
-    max_asks = optional.pop("max_asks", None)
     front = vector_fitness and objectives > 1
     single = jnp.ones((1,), jnp.float32)
 
@@ -330,7 +330,8 @@ def make_strategy(name: str, space: Space, *, batch_size: int, init: Callable,
         return state.best_arch, state.best_fitness
 
     info = Info(name=name, batch_size=batch_size, objectives=objectives, jittable=jittable,
-                multi_fidelity=optional.get("fidelity") is not None,
-                vector_fitness=vector_fitness, max_asks=max_asks)
+                multi_fidelity=fidelity is not None, vector_fitness=vector_fitness,
+                max_asks=max_asks)
     return Strategy(init=init_with_defaults, ask=ask, tell=tell_and_track, best=best,
-                    space=space, info=info, default_params=default_params, **optional)
+                    space=space, info=info, default_params=default_params, fidelity=fidelity,
+                    lineage=lineage, fresh=fresh)

@@ -101,8 +101,8 @@ def keep_best_at(steps: jax.Array, state: HalvingState, archs: Arch,
 
 
 def promote(members: Arch, scores: jax.Array, active: jax.Array) -> Arch:
-    """The members sorted by score, best first; inactive rows (False in ``active``) and
-    ties keep their order after the active ones."""
+    """The members sorted by score, best first, inactive rows (False in ``active``)
+    last; the sort is stable, so ties keep their order."""
     return take(members, jnp.argsort(jnp.where(active, scores, jnp.inf), stable=True))
 
 

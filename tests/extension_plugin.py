@@ -56,9 +56,8 @@ def mutate_best(space: spaces.Space, *, batch_size: int, mutations: int = 1) -> 
     def best(state):
         return state.best_arch, state.best_fitness
 
-    info = Info("mutate_best", batch_size, 1, jittable=True, multi_fidelity=False,
-                vector_fitness=False)
-    return Strategy(init, ask, tell, best, None, None, space, info)
+    return Strategy(init=init, ask=ask, tell=tell, best=best, space=space,
+                    info=Info(name="mutate_best", batch_size=batch_size))
 
 
 def blobs() -> tuple[np.ndarray, np.ndarray]:

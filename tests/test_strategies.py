@@ -13,8 +13,8 @@ import pytest
 from objectives import OBJECTIVE, SMALL, SPACE, correlated_score, evaluator
 
 from jaxnas import spaces, strategies
-from jaxnas.arch._encoding import Arch
-from jaxnas.strategies import _base, pareto
+from jaxnas.arch import Arch
+from jaxnas.strategies import pareto
 from jaxnas.strategies._reinforce import decisions
 
 # Strategies that train on the search's data (darts) are tested through the driver
@@ -227,7 +227,7 @@ def test_scalarised_strategies_take_vector_fitness_with_weights():
     with pytest.raises(ValueError, match="fitness must have shape"):
         strategy.tell(jax.random.key(8), state, archs, fitness[:, 0])
     np.testing.assert_array_equal(
-        _base.score(jnp.array([[1.0, 2.0], [jnp.nan, 0.0]]), jnp.array([0.5, 0.5])),
+        strategies.score(jnp.array([[1.0, 2.0], [jnp.nan, 0.0]]), jnp.array([0.5, 0.5])),
         [1.5, np.inf])
 
 

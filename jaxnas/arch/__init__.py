@@ -34,10 +34,12 @@ from jaxnas.arch._nasbench201 import (
     nb201_unique_str,
 )
 from jaxnas.arch._nasbench_graph import (
+    NBG_ALL_LINKS,
     NBG_LINKS,
     NBG_OPS,
     nbg_from_arch,
     nbg_key,
+    nbg_link_index,
     nbg_to_arch,
 )
 
@@ -48,5 +50,6 @@ __all__ = [
     "describe", "from_json", "population_from_json", "population_to_json", "to_json",
     "NB101_OPS", "nb101_from_arch", "nb101_hash", "nb101_prune", "nb101_to_arch",
     "NB201_ADJ", "NB201_EDGES", "NB201_OPS", "nb201_from_str", "nb201_to_str", "nb201_unique_str",
-    "NBG_LINKS", "NBG_OPS", "nbg_from_arch", "nbg_key", "nbg_to_arch",
+    "NBG_ALL_LINKS", "NBG_LINKS", "NBG_OPS", "nbg_from_arch", "nbg_key", "nbg_link_index",
+    "nbg_to_arch",
 ]

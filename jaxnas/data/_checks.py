@@ -112,3 +112,18 @@ def _as_number(value: np.generic) -> int | float:
 
 def _first_line(err: Exception) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def as_test_split(x_test, y_test, input_shape: tuple[int, ...],
+                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A given test split as arrays, checked against the examples' shape and classes of x, y."""
+    x_test = as_features("x_test", x_test)
+    y_test = as_labels("y_test", y_test)
+    check_rows("x_test", x_test, "y_test", y_test)
+    if x_test.shape[1:] != input_shape:
+        raise DataError(
+            f"x_test examples have shape {x_test.shape[1:]} but x examples have shape "
+            f"{input_shape}"
+        )
+    check_label_range("y_test", y_test, num_classes, "y")
+    return x_test, y_test

@@ -133,15 +133,7 @@ def from_arrays(
         )
         x_test, y_test = x[test_rows], y[test_rows]
     else:
-        x_test = _checks.as_features("x_test", x_test)
-        y_test = _checks.as_labels("y_test", y_test)
-        _checks.check_rows("x_test", x_test, "y_test", y_test)
-        if x_test.shape[1:] != x.shape[1:]:
-            raise DataError(
-                f"x_test examples have shape {x_test.shape[1:]} but x examples have shape "
-                f"{x.shape[1:]}"
-            )
-        _checks.check_label_range("y_test", y_test, num_classes, "y")
+        x_test, y_test = _checks.as_test_split(x_test, y_test, x.shape[1:], num_classes)
         val_rows, train_rows = _split.stratified_split(rng, y, (val_fraction,))
 
     mean, std = _split.feature_stats(x[train_rows])

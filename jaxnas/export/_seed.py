@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jaxnas.arch import Arch
-from jaxnas.arch._graph import live_mask
+from jaxnas.arch import Arch, live_mask
 from jaxnas.nn import Layout, ModelConfig, OpSpec, make_layout, tap_mask
 from jaxnas.nn._ops import NORM_EPS
 from jaxnas.spaces import Space

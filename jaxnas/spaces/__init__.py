@@ -1,15 +1,19 @@
 """Search spaces: static configuration plus pure ``sample`` / ``mutate`` functions.
 
-``get(name, **config)`` builds a registered space; ``names()`` lists them.
+``get(name, **config)`` builds a registered space; ``names()`` lists them;
+``count(space)`` counts its valid and unique architectures exactly. For writing a
+space: ``until_valid`` (a jittable rejection loop) and ``pick`` (a uniform draw
+among the True entries of a mask).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from jaxnas.arch._nasbench_graph import NBG_OPS
-from jaxnas.spaces._base import Space
+from jaxnas.arch import NBG_OPS
+from jaxnas.spaces._base import Space, pick, until_valid
 from jaxnas.spaces._chain import ChainSpace, chain_arch
+from jaxnas.spaces._count import count
 from jaxnas.spaces._dag import DagSpace, NasBench101Space
 from jaxnas.spaces._nasbench201 import NasBench201Space
 from jaxnas.spaces._nasbench_graph import NasBenchGraphSpace, nasbench_graph_arch
@@ -97,7 +101,7 @@ def get(name: str, **config) -> Space:
 
 __all__ = [
     "ChainSpace", "DagSpace", "NasBench101Space", "NasBench201Space", "NasBenchGraphSpace",
-    "Space", "chain_arch", "conv", "dag", "get", "mlp", "nasbench101", "nasbench201",
-    "nasbench_graph", "nasbench_graph_arch", "names", "register",
+    "Space", "chain_arch", "conv", "count", "dag", "get", "mlp", "nasbench101", "nasbench201",
+    "nasbench_graph", "nasbench_graph_arch", "names", "pick", "register", "until_valid",
     "NB101_OPS", "DENSE_CELL_OPS", "CONV_CELL_OPS",
 ]

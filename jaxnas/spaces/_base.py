@@ -10,8 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch import _encoding as enc
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch, ArchError, canonical_hash, is_valid, stack, unstack, validate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +54,7 @@ class Space(abc.ABC):
         try:
             return self.op_names.index(name)
         except ValueError:
-            raise enc.ArchError(
+            raise ArchError(
                 f"unknown op {name!r} for space {self.name}; ops are {', '.join(self.op_names)}"
             ) from None
 
@@ -82,23 +81,23 @@ class Space(abc.ABC):
     def validate(self, arch: Arch) -> None:
         """Raises ArchError naming the first problem of one architecture."""
         if arch.ops.ndim != 1:
-            raise enc.ArchError(
+            raise ArchError(
                 f"expected one architecture; got a batch of shape {arch.batch_shape}"
             )
-        enc.validate(arch, num_ops=self.num_ops, max_nodes=self.max_nodes,
+        validate(arch, num_ops=self.num_ops, max_nodes=self.max_nodes,
                      max_edges=self.max_edges)
 
     def validate_population(self, archs: Arch) -> None:
         """Validates every member of a population, naming the first bad index."""
-        for index, arch in enumerate(enc.unstack(archs)):
+        for index, arch in enumerate(unstack(archs)):
             try:
                 self.validate(arch)
-            except enc.ArchError as error:
-                raise enc.ArchError(f"architecture {index}: {error}") from None
+            except ArchError as error:
+                raise ArchError(f"architecture {index}: {error}") from None
 
     def is_valid(self, arch: Arch) -> jax.Array:
         """Jittable validity of one architecture."""
-        return enc.is_valid(arch, self.num_ops, self.max_edges)
+        return is_valid(arch, self.num_ops, self.max_edges)
 
     def fixed_adj(self) -> np.ndarray:
         """(N, N) int8: the one adjacency of a space whose ``topology`` is "fixed"."""
@@ -107,9 +106,7 @@ class Space(abc.ABC):
 
     def canonical_hash(self, arch: Arch) -> str:
         """Key of an architecture's equivalence class (host): equal iff equivalent."""
-        from jaxnas.arch._graph import canonical_hash
-
-        return canonical_hash(enc.Arch(adj=np.asarray(arch.adj), ops=np.asarray(arch.ops)))
+        return canonical_hash(Arch(adj=np.asarray(arch.adj), ops=np.asarray(arch.ops)))
 
 
 def pick(key: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -154,9 +151,9 @@ def unique_population(archs: list[Arch], num_nodes: int) -> Arch:
     """Stacks host architectures, dropping exact duplicates of the encoding."""
     seen: dict[bytes, Arch] = {}
     for arch in archs:
-        a = enc.Arch(adj=np.asarray(arch.adj, np.int8), ops=np.asarray(arch.ops, np.int32))
+        a = Arch(adj=np.asarray(arch.adj, np.int8), ops=np.asarray(arch.ops, np.int32))
         seen.setdefault(a.adj.tobytes() + a.ops.tobytes(), a)
     if not seen:
-        return enc.Arch(adj=np.zeros((0, num_nodes, num_nodes), np.int8),
+        return Arch(adj=np.zeros((0, num_nodes, num_nodes), np.int8),
                         ops=np.zeros((0, num_nodes), np.int32))
-    return enc.stack(list(seen.values()))
+    return stack(list(seen.values()))

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, ArchError
+from jaxnas.arch import INPUT, OUTPUT, PAD, Arch, ArchError
 from jaxnas.spaces._base import Space, differs, until_valid
 
 

@@ -17,8 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxnas.arch._encoding import Arch
-from jaxnas.arch._nasbench201 import nb201_unique_str
+from jaxnas.arch import Arch, nb201_unique_str
 
 _MAX_COUNT_NODES = 8  # all n * n adjacency bits must fit one uint64 code
 _BLOCK = 1 << 16  # DAGs handled at once, to bound memory

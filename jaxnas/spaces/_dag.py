@@ -10,9 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch import _encoding as enc
-from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch
-from jaxnas.arch._graph import live_mask
+from jaxnas.arch import INPUT, OUTPUT, PAD, Arch, live_mask, nb101_from_arch, nb101_hash, prune
 from jaxnas.spaces._base import Space, differs, pick, unique_population, until_valid
 
 _ENUMERATE_LIMIT = 2_000_000
@@ -59,7 +57,7 @@ class DagSpace(Space):
             adj = (jax.random.bernoulli(k_adj, 0.5, (n, n)) & upper).astype(jnp.int8)
             inner = jax.random.randint(k_ops, (n,), 0, self.num_ops)
             ops = jnp.where((jnp.arange(n) > 0) & (jnp.arange(n) < n - 1), inner, _ends(n))
-            return enc.prune(Arch(adj=adj, ops=ops.astype(jnp.int32)))
+            return prune(Arch(adj=adj, ops=ops.astype(jnp.int32)))
 
         return until_valid(key, propose, self.is_valid, self._fallback(), self.max_tries)
 
@@ -114,7 +112,7 @@ class DagSpace(Space):
             chosen = jax.tree_util.tree_map(
                 lambda *leaves: jnp.stack(leaves)[choice], *moves
             )
-            return enc.prune(chosen)
+            return prune(chosen)
 
         def accept(candidate):
             return self.is_valid(candidate) & differs(candidate, arch)
@@ -220,6 +218,5 @@ class NasBench101Space(DagSpace):
     """NAS-Bench-101's cell space; its hash is NAS-Bench-101's own ``hash_spec``."""
 
     def canonical_hash(self, arch: Arch) -> str:
-        from jaxnas.arch._nasbench101 import nb101_from_arch, nb101_hash
 
         return nb101_hash(*nb101_from_arch(arch))

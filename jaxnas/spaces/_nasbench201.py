@@ -11,9 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch import _encoding as enc
-from jaxnas.arch._encoding import INPUT, OUTPUT, Arch
-from jaxnas.arch._nasbench201 import NB201_ADJ, NB201_OPS, nb201_unique_str
+from jaxnas.arch import INPUT, NB201_ADJ, NB201_OPS, OUTPUT, Arch, ArchError, nb201_unique_str
 from jaxnas.spaces._base import Space
 
 _INNER = slice(1, 7)
@@ -83,10 +81,10 @@ class NasBench201Space(Space):
     def validate(self, arch: Arch) -> None:
         super().validate(arch)
         if not np.array_equal(np.asarray(arch.adj), NB201_ADJ):
-            raise enc.ArchError("a nasbench201 cell has the fixed edge->node adjacency "
+            raise ArchError("a nasbench201 cell has the fixed edge->node adjacency "
                                 "jaxnas.arch.NB201_ADJ; this adjacency differs")
         if (np.asarray(arch.ops)[_INNER] < 0).any():
-            raise enc.ArchError("every edge of a nasbench201 cell needs an op; found padding")
+            raise ArchError("every edge of a nasbench201 cell needs an op; found padding")
 
     def is_valid(self, arch: Arch) -> jax.Array:
         return (super().is_valid(arch) & jnp.all(arch.adj == jnp.asarray(NB201_ADJ))

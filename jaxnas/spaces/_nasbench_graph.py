@@ -10,15 +10,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch import _encoding as enc
-from jaxnas.arch._encoding import INPUT, OUTPUT, Arch
-from jaxnas.arch._nasbench_graph import (
+from jaxnas.arch import (
+    INPUT,
     NBG_ALL_LINKS,
     NBG_OPS,
+    OUTPUT,
+    Arch,
+    ArchError,
     nbg_from_arch,
     nbg_key,
     nbg_link_index,
     nbg_to_arch,
+    stack,
 )
 from jaxnas.spaces._base import Space, differs, until_valid
 
@@ -116,7 +119,7 @@ class NasBenchGraphSpace(Space):
             for parent in range(node + 1):
                 if parent != link[node]:
                     results.append((link[:node] + (parent,) + link[node + 1:], ops))
-        return enc.stack([nbg_to_arch(link, ops) for link, ops in results
+        return stack([nbg_to_arch(link, ops) for link, ops in results
                           if self._host_allowed(ops)])
 
     def enumerate(self) -> Arch:
@@ -145,7 +148,7 @@ class NasBenchGraphSpace(Space):
         super().validate(arch)
         _, ops = nbg_from_arch(arch)
         if not self._host_allowed(ops):
-            raise enc.ArchError("the all-skip architecture is not part of NAS-Bench-Graph")
+            raise ArchError("the all-skip architecture is not part of NAS-Bench-Graph")
 
     def is_valid(self, arch: Arch) -> jax.Array:
         rebuilt = nasbench_graph_arch(_link(arch), arch.ops[_OPS])

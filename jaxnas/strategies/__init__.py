@@ -41,7 +41,9 @@ start from them (multi-fidelity strategies take them into a first rung).
 Strategies never import the trainer or the model: they see archs and fitness.
 
 Adding a strategy: ``register(name, factory)`` with a factory
-``factory(space, *, batch_size, ..., **options) -> Strategy``. The search driver
+``factory(space, *, batch_size, ..., **options) -> Strategy``; ``make_strategy``
+builds the ``Strategy`` from the algorithm's own ``init``, ``ask`` and ``tell``
+and adds the bookkeeping (docs/writing-a-strategy.md). The search driver
 offers every factory the same keyword context and passes those its signature
 names (or all of them to a ``**context``): ``batch_size`` (the population),
 ``objectives``, ``weights``, ``max_steps`` (training steps of a full evaluation),
@@ -59,7 +61,15 @@ from jaxnas import spaces
 from jaxnas.spaces import Space
 from jaxnas.strategies import objectives, pareto
 from jaxnas.strategies._bananas import bananas
-from jaxnas.strategies._base import Info, Lineage, Strategy, score
+from jaxnas.strategies._base import (
+    Info,
+    Lineage,
+    Strategy,
+    improve,
+    initial_best,
+    make_strategy,
+    score,
+)
 from jaxnas.strategies._evolution import evolution
 from jaxnas.strategies._halving import hyperband, successive_halving
 from jaxnas.strategies._local import local_search
@@ -110,7 +120,7 @@ def get(name: str, space: Space | str, **config) -> Strategy:
 
 __all__ = [
     "History", "Info", "Lineage", "Strategy", "bananas", "evolution", "factory", "get", "hyperband",
-    "local_search", "make_fused", "names", "objectives", "pareto", "random_search", "register",
-    "reinforce", "run_fused",
+    "improve", "initial_best", "local_search", "make_fused", "make_strategy", "names",
+    "objectives", "pareto", "random_search", "register", "reinforce", "run_fused",
     "run_stepwise", "score", "seeded", "successive_halving", "top_scored", "zero_cost",
 ]

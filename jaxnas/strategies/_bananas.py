@@ -1,5 +1,17 @@
 """BANANAS (White et al. 2021): Bayesian optimisation with a neural ensemble predictor, jitted.
 
+``tell`` stores the told archs in a buffer of ``capacity`` rows (when full, the
+worst are overwritten) and retrains the ensemble from fresh random
+initialisations: ``ensemble_size`` MLPs trained together under ``vmap`` by
+full-batch Adam on standardised scores. The members see the same data and
+differ in their initialisation. ``ask`` returns random samples until
+``initial_samples`` archs were told; then it builds a candidate pool by
+mutating each of the ``num_parents`` best archs ``mutants_per_parent`` times
+plus ``random_candidates`` random samples, drops archs already told, and
+returns the ``batch_size`` distinct candidates of lowest acquisition:
+independent Thompson sampling (``"its"``: one draw from N(mean, std) of the
+ensemble per candidate) or ``"ucb"`` (mean - exploration * std).
+
 Encoding: the adjacency + one-hot ops encoding (every upper-triangular edge
 bit, then a one-hot over ``num_ops + 1`` classes, padding included, per inner
 node), not BANANAS's path encoding: it has the same fixed width for every
@@ -10,18 +22,33 @@ the 6 edges' one-hot ops.
 
 from __future__ import annotations
 
+import functools
+
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas.arch._encoding import PAD, Arch
+from jaxnas.arch import PAD, Arch
 from jaxnas.spaces import Space
-from jaxnas.strategies import _base
-from jaxnas.strategies._base import Info, Strategy
+from jaxnas.strategies._base import (
+    Lineage,
+    Strategy,
+    check_config,
+    initial_fitness,
+    make_strategy,
+    orphans,
+    score,
+)
+from jaxnas.strategies._population import broadcast, concat, same, set_rows, take, top_unique, where
 
 ACQUISITIONS = ("its", "ucb")
+
+
+def feature_width(max_nodes: int, num_ops: int) -> int:
+    """F, the length of ``encode``'s features."""
+    return max_nodes * (max_nodes - 1) // 2 + (max_nodes - 2) * (num_ops + 1)
 
 
 def encode(arch: Arch, num_ops: int) -> jax.Array:
@@ -34,7 +61,7 @@ def encode(arch: Arch, num_ops: int) -> jax.Array:
     return jnp.concatenate([edges, ops.reshape(-1)])
 
 
-def _init_ensemble(key: jax.Array, sizes: tuple[int, ...], members: int) -> list:
+def init_ensemble(key: jax.Array, sizes: tuple[int, ...], members: int) -> list:
     """He-normal weights and zero biases of ``members`` MLPs, stacked on a leading axis.
 
     All weights come from one ``normal`` draw: every separate draw costs compile time.
@@ -49,13 +76,71 @@ def _init_ensemble(key: jax.Array, sizes: tuple[int, ...], members: int) -> list
     return layers
 
 
-def _apply_mlp(layers, features: jax.Array) -> jax.Array:
-    """(P, F) features -> (P,) predictions."""
+def apply_mlp(layers, features: jax.Array) -> jax.Array:
+    """(P, F) features -> (P,) predictions of one MLP."""
     hidden = features
     for weight, bias in layers[:-1]:
         hidden = jax.nn.relu(hidden @ weight + bias[None, :])
     weight, bias = layers[-1]
     return (hidden @ weight + bias[None, :])[:, 0]
+
+
+def fit_mlp(layers, x: jax.Array, y: jax.Array, mask: jax.Array, learning_rate: jax.Array,
+            steps: int):
+    """Trains one MLP from ``layers`` by full-batch Adam on the mean squared error of the
+    rows where ``mask``; returns the trained layers and the last loss."""
+    optimiser = optax.adam(learning_rate)
+
+    def loss(layers):
+        error = jnp.where(mask, apply_mlp(layers, x) - y, 0.0)
+        return jnp.sum(error ** 2) / jnp.maximum(mask.sum(), 1)
+
+    def step(carry, _):
+        layers, opt_state = carry
+        value, grads = jax.value_and_grad(loss)(layers)
+        updates, opt_state = optimiser.update(grads, opt_state, layers)
+        return (optax.apply_updates(layers, updates), opt_state), value
+
+    (layers, _), losses = jax.lax.scan(step, (layers, optimiser.init(layers)), None,
+                                       length=steps)
+    return layers, losses[-1]
+
+
+def predict(ensemble, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(P,) mean and standard deviation over the ensemble of its predictions for x (P, F)."""
+    predictions = jax.vmap(apply_mlp, in_axes=(0, None))(ensemble, x)
+    return predictions.mean(0), predictions.std(0)
+
+
+def standardise(scores: jax.Array, filled: jax.Array) -> jax.Array:
+    """(C,) training targets: the filled scores with mean 0 and standard deviation 1.
+
+    A non-finite score gets the worst finite one (0 if there is none) first; a
+    constant target is only centred.
+    """
+    finite = filled & jnp.isfinite(scores)
+    worst = jnp.max(jnp.where(finite, scores, -jnp.inf))
+    target = jnp.where(finite, scores, jnp.where(finite.any(), worst, 0.0))
+    count = jnp.maximum(filled.sum(), 1)
+    mean = jnp.sum(jnp.where(filled, target, 0.0)) / count
+    std = jnp.sqrt(jnp.sum(jnp.where(filled, (target - mean) ** 2, 0.0)) / count)
+    return (target - mean) / jnp.where(std > 0, std, 1.0)
+
+
+def acquire(key: jax.Array, mean: jax.Array, std: jax.Array, acquisition: str,
+            exploration: jax.Array) -> jax.Array:
+    """(P,) acquisition values, lowest best: a draw from N(mean, std) (``"its"``, ``key``)
+    or the lower confidence bound mean - exploration * std (``"ucb"``)."""
+    if acquisition == "its":
+        return mean + std * jax.random.normal(key, mean.shape)
+    return mean - exploration * std
+
+
+def slots_to_replace(scores: jax.Array, filled: jax.Array, k: int) -> jax.Array:
+    """(k,) buffer rows a told batch goes to: empty rows first, then the rows of the
+    worst scores (an infinite score after the empty rows)."""
+    _, slots = jax.lax.top_k(jnp.where(filled, jnp.minimum(scores, 3e38), jnp.inf), k)
+    return slots
 
 
 @flax.struct.dataclass
@@ -75,7 +160,29 @@ class BananasState:
     best_arch: Arch
     best_fitness: jax.Array  # () or (M,)
     count: jax.Array  # () int32
-    lineage: _base.Lineage  # the parents of the last ask's mutants
+    lineage: Lineage  # the parents of the last ask's mutants
+
+
+def store(state: BananasState, archs: Arch, scores: jax.Array) -> BananasState:
+    """The buffer with told archs (B,) and their scores (B,) in the rows of
+    ``slots_to_replace``."""
+    slots = slots_to_replace(state.scores, state.filled, scores.shape[0])
+    return state.replace(archs=set_rows(state.archs, slots, archs),
+                         scores=state.scores.at[slots].set(scores),
+                         filled=state.filled.at[slots].set(True))
+
+
+def candidate_pool(key: jax.Array, space: Space, state: BananasState, num_parents: int,
+                   mutants_per_parent: int, extra: Arch) -> tuple[Arch, jax.Array]:
+    """(pool, parent_of): ``mutants_per_parent`` mutants of each of the ``num_parents``
+    best told archs, then the archs of ``extra``; parent_of (num_parents *
+    mutants_per_parent,) is each mutant's row in ``state.archs``."""
+    _, parents = jax.lax.top_k(-jnp.where(state.filled, state.scores, jnp.inf), num_parents)
+    # one flat vmap over (parent, mutant) pairs compiles much faster than a nested one
+    parent_of = parents[jnp.arange(num_parents * mutants_per_parent) // mutants_per_parent]
+    mutants = jax.vmap(space.mutate)(jax.random.split(key, parent_of.shape[0]),
+                                     take(state.archs, parent_of))
+    return concat(mutants, extra), parent_of
 
 
 def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
@@ -86,19 +193,6 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
             weights=None) -> Strategy:
     """BANANAS: an ensemble of MLPs predicts fitness; the best-acquired candidates are asked.
 
-    ``tell`` stores the told archs in a buffer of ``capacity`` rows (when full,
-    the worst are overwritten) and retrains the ensemble from fresh random
-    initialisations: ``ensemble_size`` MLPs trained together under ``vmap`` by
-    full-batch Adam on standardised scores. ``ask`` returns random samples until
-    ``initial_samples`` archs were told; then it builds a candidate pool by
-    mutating each of the ``num_parents`` best archs ``mutants_per_parent``
-    times plus ``random_candidates`` random samples, drops archs already told,
-    and returns the ``batch_size`` distinct candidates of lowest acquisition:
-    independent Thompson sampling (``"its"``: one draw from N(mean, std) of the
-    ensemble per candidate) or ``"ucb"`` (mean - exploration * std).
-
-    The ensemble members see the same data and differ in their initialisation.
-
     Args:
       space: the search space.
       batch_size: B, static; the other sizes are static too.
@@ -108,125 +202,66 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
       objectives: M; M > 1 fitness is scalarised with ``params.weights``.
       weights: (M,) default weights (1/M each).
     """
-    weights = _base.check_config("bananas", batch_size, objectives, weights)
+    weights = check_config("bananas", batch_size, objectives, weights)
     capacity = max(256, 2 * batch_size) if capacity is None else capacity
     random_candidates = max(20, batch_size) if random_candidates is None else random_candidates
+    mutants = num_parents * mutants_per_parent
+    _check(acquisition, capacity, batch_size, num_parents, mutants + random_candidates)
+    sizes = (feature_width(space.max_nodes, space.num_ops), *hidden, 1)
+    features = jax.vmap(lambda arch: encode(arch, space.num_ops))
+    fit = jax.vmap(functools.partial(fit_mlp, steps=train_steps),
+                   in_axes=(0, None, None, None, None))
+
+    def init(key: jax.Array, params: BananasParams) -> BananasState:
+        k_first, k_ensemble = jax.random.split(key)
+        first = space.sample_one(k_first)
+        return BananasState(
+            params=params, archs=broadcast(first, capacity),
+            scores=jnp.full((capacity,), jnp.inf, jnp.float32),
+            filled=jnp.zeros((capacity,), bool),
+            ensemble=init_ensemble(k_ensemble, sizes, ensemble_size), best_arch=first,
+            best_fitness=initial_fitness(objectives), count=jnp.int32(0),
+            lineage=orphans(first, batch_size))
+
+    def ask(key: jax.Array, state: BananasState) -> tuple[Arch, BananasState]:
+        k_random, k_mutate, k_acquire = jax.random.split(key, 3)
+        # one sampling call site for both uses: each one costs compile time
+        randoms = space.sample(k_random, batch_size + random_candidates)
+        pool, parent_of = candidate_pool(
+            k_mutate, space, state, num_parents, mutants_per_parent,
+            take(randoms, batch_size + jnp.arange(random_candidates)))
+        mean, std = predict(state.ensemble, features(pool))
+        value = acquire(k_acquire, mean, std, acquisition, state.params.exploration)
+        told = jnp.any(same(pool, state.archs) & state.filled[None, :], 1)
+        index = top_unique(-jnp.where(told, jnp.inf, value), pool, batch_size)
+        warm = jnp.broadcast_to(state.count >= initial_samples, (batch_size,))
+        archs = where(warm, take(pool, index), take(randoms, jnp.arange(batch_size)))
+        mutant = index < mutants
+        parent = take(state.archs, parent_of[jnp.where(mutant, index, 0)])
+        return archs, state.replace(lineage=Lineage(parent, warm & mutant))
+
+    def tell(key: jax.Array, state: BananasState, archs: Arch, fitness: jax.Array):
+        state = store(state, archs, score(fitness, state.params.weights))
+        ensemble, losses = fit(init_ensemble(key, sizes, ensemble_size), features(state.archs),
+                               standardise(state.scores, state.filled), state.filled,
+                               state.params.learning_rate)
+        return state.replace(ensemble=ensemble), {"predictor_loss": losses.mean()}
+
+    default_params = BananasParams(learning_rate=jnp.float32(learning_rate),
+                                   exploration=jnp.float32(exploration), weights=weights)
+    return make_strategy("bananas", space, batch_size=batch_size, objectives=objectives,
+                         init=init, ask=ask, tell=tell, default_params=default_params,
+                         lineage=lambda state: state.lineage)
+
+
+def _check(acquisition: str, capacity: int, batch_size: int, num_parents: int,
+           pool_size: int) -> None:
     if acquisition not in ACQUISITIONS:
         raise ValueError(f"bananas: acquisition must be one of {ACQUISITIONS}; got "
                          f"{acquisition!r}")
     if capacity < batch_size or num_parents > capacity:
         raise ValueError(f"bananas: capacity ({capacity}) must hold one batch ({batch_size}) "
                          f"and the {num_parents} parents")
-    pool_size = num_parents * mutants_per_parent + random_candidates
     if pool_size < batch_size:
         raise ValueError(f"bananas: the candidate pool ({pool_size}) is smaller than "
                          f"batch_size ({batch_size})")
-    n = space.max_nodes
-    width = n * (n - 1) // 2 + (n - 2) * (space.num_ops + 1)
-    sizes = (width, *hidden, 1)
-
-    def features(archs: Arch) -> jax.Array:
-        return jax.vmap(encode, in_axes=(0, None))(archs, space.num_ops)
-
-    def fit(layers, x: jax.Array, y: jax.Array, mask: jax.Array, learning_rate: jax.Array):
-        """Trains one MLP from ``layers``; returns the trained layers and the last loss."""
-        optimiser = optax.adam(learning_rate)
-
-        def loss(layers):
-            error = jnp.where(mask, _apply_mlp(layers, x) - y, 0.0)
-            return jnp.sum(error ** 2) / jnp.maximum(mask.sum(), 1)
-
-        def step(carry, _):
-            layers, opt_state = carry
-            value, grads = jax.value_and_grad(loss)(layers)
-            updates, opt_state = optimiser.update(grads, opt_state, layers)
-            return (optax.apply_updates(layers, updates), opt_state), value
-
-        (layers, _), losses = jax.lax.scan(step, (layers, optimiser.init(layers)), None,
-                                           length=train_steps)
-        return layers, losses[-1]
-
-    def predict(ensemble, archs: Arch) -> tuple[jax.Array, jax.Array]:
-        """(P,) ensemble mean and standard deviation of the standardised score."""
-        x = features(archs)
-        predictions = jax.vmap(_apply_mlp, in_axes=(0, None))(ensemble, x)
-        return predictions.mean(0), predictions.std(0)
-
-    def init(key: jax.Array, params: BananasParams | None = None) -> BananasState:
-        params = default_params if params is None else params
-        k_first, k_ensemble = jax.random.split(key)
-        first = space.sample_one(k_first)
-        ensemble = _init_ensemble(k_ensemble, sizes, ensemble_size)
-        return BananasState(
-            params=params, archs=_base.broadcast(first, capacity),
-            scores=jnp.full((capacity,), jnp.inf, jnp.float32),
-            filled=jnp.zeros((capacity,), bool), ensemble=ensemble, best_arch=first,
-            best_fitness=_base.initial_fitness(objectives), count=jnp.int32(0),
-            lineage=_base.orphans(first, batch_size))
-
-    def ask(key: jax.Array, state: BananasState) -> tuple[Arch, BananasState]:
-        k_random, k_mutate, k_acquire = jax.random.split(key, 3)
-        # one sampling call site for both uses: each one costs compile time
-        randoms = space.sample(k_random, batch_size + random_candidates)
-        random_archs = _base.take(randoms, jnp.arange(batch_size))
-        _, parents = jax.lax.top_k(-jnp.where(state.filled, state.scores, jnp.inf),
-                                   num_parents)
-        # one flat vmap over (parent, mutant) pairs compiles much faster than a nested one
-        parent_of = parents[jnp.arange(num_parents * mutants_per_parent) // mutants_per_parent]
-        mutants = jax.vmap(space.mutate)(jax.random.split(k_mutate, parent_of.shape[0]),
-                                         _base.take(state.archs, parent_of))
-        extra = _base.take(randoms, batch_size + jnp.arange(random_candidates))
-        pool = _base.concat(mutants, extra)
-        mean, std = predict(state.ensemble, pool)
-        if acquisition == "its":
-            value = mean + std * jax.random.normal(k_acquire, mean.shape)
-        else:
-            value = mean - state.params.exploration * std
-        told = jnp.any(_base.same(pool, state.archs) & state.filled[None, :], 1)
-        index = _base.top_unique(-jnp.where(told, jnp.inf, value), pool, batch_size)
-        warm = jnp.broadcast_to(state.count >= initial_samples, (batch_size,))
-        archs = _base.where(warm, _base.take(pool, index), random_archs)
-        mutant = index < parent_of.shape[0]
-        parent = _base.take(state.archs, parent_of[jnp.where(mutant, index, 0)])
-        return archs, state.replace(lineage=_base.Lineage(parent, warm & mutant))
-
-    def tell(key: jax.Array, state: BananasState, archs: Arch,
-             fitness: jax.Array) -> tuple[BananasState, dict]:
-        fitness = _base.check_fitness("bananas", fitness, batch_size, objectives)
-        params = state.params
-        scores = _base.score(fitness, params.weights)
-        # Empty slots first, then the worst scores; an infinite score still beats an empty slot.
-        priority = jnp.where(state.filled, jnp.minimum(state.scores, 3e38), jnp.inf)
-        _, slots = jax.lax.top_k(priority, batch_size)
-        buffer = jax.tree_util.tree_map(lambda old, new: old.at[slots].set(new),
-                                        state.archs, archs)
-        stored = state.scores.at[slots].set(scores)
-        filled = state.filled.at[slots].set(True)
-
-        finite = filled & jnp.isfinite(stored)
-        worst = jnp.max(jnp.where(finite, stored, -jnp.inf))
-        target = jnp.where(finite, stored, jnp.where(finite.any(), worst, 0.0))
-        count = jnp.maximum(filled.sum(), 1)
-        mean = jnp.sum(jnp.where(filled, target, 0.0)) / count
-        std = jnp.sqrt(jnp.sum(jnp.where(filled, (target - mean) ** 2, 0.0)) / count)
-        target = (target - mean) / jnp.where(std > 0, std, 1.0)
-        x = features(buffer)
-        ensemble, losses = jax.vmap(fit, in_axes=(0, None, None, None, None))(
-            _init_ensemble(key, sizes, ensemble_size), x, target, filled, params.learning_rate)
-
-        best_arch, best_fitness = _base.improve(state.best_arch, state.best_fitness, archs,
-                                                fitness, params.weights)
-        state = state.replace(archs=buffer, scores=stored, filled=filled, ensemble=ensemble,
-                              best_arch=best_arch, best_fitness=best_fitness,
-                              count=state.count + batch_size)
-        return state, {"count": state.count, "predictor_loss": losses.mean()}
-
-    def best(state: BananasState) -> tuple[Arch, jax.Array]:
-        return state.best_arch, state.best_fitness
-
-    default_params = BananasParams(learning_rate=jnp.float32(learning_rate),
-                                   exploration=jnp.float32(exploration), weights=weights)
-    info = Info("bananas", batch_size, objectives, jittable=True, multi_fidelity=False,
-                vector_fitness=False)
-    return Strategy(init, ask, tell, best, None, default_params, space, info,
-                    lineage=lambda state: state.lineage)

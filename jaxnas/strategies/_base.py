@@ -1,12 +1,16 @@
-"""The strategy interface and the pieces every strategy shares.
+"""The strategy interface and the bookkeeping every strategy shares.
 
 A strategy is a ``Strategy`` named tuple of pure functions closed over its
 space and static configuration (shapes); the numbers a user sweeps live in a
 ``Params`` pytree stored in the state, so changing them never recompiles.
+``make_strategy`` adds what every algorithm repeats (checks, NaN as +inf, the
+best so far, the count of told archs, ``best`` and ``Info``) to an algorithm's
+own ``init``, ``ask`` and ``tell``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,16 +18,41 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch
 from jaxnas.spaces import Space
 from jaxnas.strategies import pareto
+from jaxnas.strategies._population import broadcast, concat, repeats, take
 
 State = Any
 Params = Any
 
 
-class Info(NamedTuple):
-    """Static metadata a driver reads before it runs a strategy.
+def _by_keyword(cls, positional: tuple, fields: dict, legacy_order: tuple[str, ...]) -> dict:
+    """The fields of a keyword-only constructor; positional arguments, in the order of
+    the former positional constructor, still work for now with a DeprecationWarning."""
+    if positional:
+        warnings.warn(f"{cls.__name__} takes keyword arguments only; positional ones are "
+                      "deprecated", DeprecationWarning, stacklevel=3)
+        fields = dict(zip(legacy_order, positional, strict=False)) | fields
+    missing = [name for name in cls._fields
+               if name not in fields and name not in cls._field_defaults]
+    if missing:
+        raise TypeError(f"{cls.__name__} needs {', '.join(missing)}")
+    return fields
+
+
+class _InfoFields(NamedTuple):
+    name: str
+    batch_size: int
+    objectives: int = 1
+    jittable: bool = True
+    multi_fidelity: bool = False
+    vector_fitness: bool = False
+    max_asks: int | None = None
+
+
+class Info(_InfoFields):
+    """Static metadata a driver reads before it runs a strategy (keyword arguments only).
 
     Attributes:
       name: registry name.
@@ -39,17 +68,30 @@ class Info(NamedTuple):
         one-shot method asks once); None: it can ask forever.
     """
 
-    name: str
-    batch_size: int
-    objectives: int
-    jittable: bool
-    multi_fidelity: bool
-    vector_fitness: bool
-    max_asks: int | None = None
+    __slots__ = ()
+
+    def __new__(cls, *positional, **fields):
+        return super().__new__(cls, **_by_keyword(cls, positional, fields, cls._fields))
+
+    def __getnewargs_ex__(self):  # copy and pickle by keyword
+        return (), self._asdict()
 
 
-class Strategy(NamedTuple):
-    """A search strategy: pure functions over a pytree state.
+class _StrategyFields(NamedTuple):
+    init: Callable[..., State]
+    ask: Callable[[jax.Array, State], tuple[Arch, State]]
+    tell: Callable[[jax.Array, State, Arch, jax.Array], tuple[State, dict]]
+    best: Callable[[State], tuple[Arch, jax.Array]]
+    space: Space
+    info: Info
+    default_params: Params = None
+    fidelity: Callable[[State], jax.Array] | None = None
+    lineage: Callable[[State], Lineage] | None = None
+    fresh: Callable[[State], jax.Array] | None = None
+
+
+class Strategy(_StrategyFields):
+    """A search strategy: pure functions over a pytree state (keyword arguments only).
 
     Attributes:
       init: ``init(key, params=None) -> state``; ``params`` defaults to
@@ -66,6 +108,9 @@ class Strategy(NamedTuple):
         its fitness (a scalar, or (M,) when scalarised from M objectives); for
         vector-fitness strategies with M > 1, the Pareto front as a population
         of ``archive_size`` rows, fitness (C, M), rows not on the front +inf.
+      space: the search space.
+      info: static metadata (``Info``).
+      default_params: the ``Params`` pytree of traced, tunable numbers.
       fidelity: None for single-fidelity strategies; otherwise
         ``fidelity(state) -> int32 scalar``: the number of training steps at
         which the archs returned by the next ``ask`` must be evaluated (``ask``
@@ -74,9 +119,6 @@ class Strategy(NamedTuple):
         lower fidelity (the survivors of a rung), so a driver that keeps each
         trained candidate keyed by canonical hash continues it from its stored
         step count up to ``fidelity`` instead of training from scratch.
-      default_params: the ``Params`` pytree of traced, tunable numbers.
-      space: the search space.
-      info: static metadata (``Info``).
       lineage: None for strategies whose members have no parents; otherwise
         ``lineage(state) -> Lineage``: where each member of the ask that returned
         ``state`` came from, read from that state (jittable). A driver that keeps
@@ -88,16 +130,14 @@ class Strategy(NamedTuple):
         ask the survivors again). ``seeded`` puts given archs only into such asks.
     """
 
-    init: Callable[..., State]
-    ask: Callable[[jax.Array, State], tuple[Arch, State]]
-    tell: Callable[[jax.Array, State, Arch, jax.Array], tuple[State, dict]]
-    best: Callable[[State], tuple[Arch, jax.Array]]
-    fidelity: Callable[[State], jax.Array] | None
-    default_params: Params
-    space: Space
-    info: Info
-    lineage: Callable[[State], Lineage] | None = None
-    fresh: Callable[[State], jax.Array] | None = None
+    __slots__ = ()
+
+    def __new__(cls, *positional, **fields):
+        legacy = ("init", "ask", "tell", "best", "fidelity", "default_params", "space", "info")
+        return super().__new__(cls, **_by_keyword(cls, positional, fields, legacy))
+
+    def __getnewargs_ex__(self):  # copy and pickle by keyword
+        return (), self._asdict()
 
 
 @flax.struct.dataclass
@@ -166,53 +206,18 @@ def initial_fitness(objectives: int) -> jax.Array:
     return jnp.full(shape, jnp.inf, jnp.float32)
 
 
-def take(archs: Arch, index: jax.Array) -> Arch:
-    """Gathers members of a population: ``index`` of any shape."""
-    return jax.tree_util.tree_map(lambda leaf: leaf[index], archs)
+def initial_best(first: Arch, objectives: int,
+                 archive_size: int | None = None) -> tuple[Arch, jax.Array]:
+    """The ``best_arch`` and +inf ``best_fitness`` a state starts with.
 
-
-def where(condition: jax.Array, a: Arch, b: Arch) -> Arch:
-    """Per-member choice between two populations; condition (P,) bool."""
-    return jax.tree_util.tree_map(
-        lambda x, y: jnp.where(condition.reshape(condition.shape + (1,) * (x.ndim - 1)), x, y),
-        a, b)
-
-
-def concat(a: Arch, b: Arch) -> Arch:
-    return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y]), a, b)
-
-
-def broadcast(arch: Arch, n: int) -> Arch:
-    """n copies of one architecture as a population."""
-    return jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (n,) + leaf.shape), arch)
-
-
-def same(a: Arch, b: Arch) -> jax.Array:
-    """(P, Q) bool: exact encoding equality of every member of a with every member of b."""
-    ops = jnp.all(a.ops[:, None, :] == b.ops[None, :, :], -1)
-    adj = jnp.all(a.adj[:, None, :, :] == b.adj[None, :, :, :], (-2, -1))
-    return ops & adj
-
-
-def repeats(archs: Arch) -> jax.Array:
-    """(P,) bool: members whose exact encoding already occurs at a lower index."""
-    equal = same(archs, archs)
-    index = jnp.arange(equal.shape[0])
-    return jnp.any(equal & (index[None, :] < index[:, None]), 1)
-
-
-def top_unique(scores: jax.Array, archs: Arch, k: int) -> jax.Array:
-    """(k,) indices of the k highest scores among distinct encodings.
-
-    Only the ``4k`` highest-scored members are compared with each other, which
-    keeps large pools cheap; if fewer than k distinct ones remain, repeats fill up.
+    ``first`` is any one arch of the space; with an ``archive_size`` C (a
+    vector-fitness strategy with M > 1 objectives) it is a Pareto archive of C
+    rows and (C, M) fitness.
     """
-    shortlist = min(scores.shape[0], 4 * k)
-    _, order = jax.lax.top_k(scores, shortlist)
-    repeated = repeats(take(archs, order))
-    rescored = jnp.where(repeated, -jnp.inf, scores[order])
-    _, chosen = jax.lax.top_k(rescored, k)
-    return order[chosen]
+    if archive_size is None:
+        return first, initial_fitness(objectives)
+    return (broadcast(first, archive_size),
+            jnp.full((archive_size, objectives), jnp.inf, jnp.float32))
 
 
 def improve(best_arch: Arch, best_fitness: jax.Array, archs: Arch, fitness: jax.Array,
@@ -258,3 +263,75 @@ def front_of(archive: Arch, archive_fitness: jax.Array) -> tuple[Arch, jax.Array
     """The archive with fitness +inf on every row off the Pareto front."""
     on_front = pareto.front_mask(archive_fitness) & jnp.all(jnp.isfinite(archive_fitness), -1)
     return archive, jnp.where(on_front[:, None], archive_fitness, jnp.inf)
+
+
+def make_strategy(name: str, space: Space, *, batch_size: int, init: Callable,
+                  ask: Callable, tell: Callable, default_params: Params = None,
+                  objectives: int = 1, vector_fitness: bool = False, jittable: bool = True,
+                  keep_best: Callable | None = None, fidelity: Callable | None = None,
+                  lineage: Callable | None = None, fresh: Callable | None = None,
+                  max_asks: int | None = None) -> Strategy:
+    """A ``Strategy`` from an algorithm's own ``init``, ``ask`` and ``tell``.
+
+    The algorithm's state has the fields ``params``, ``best_arch`` and
+    ``best_fitness`` (start them with ``initial_best``) and ``count``; this
+    adds what every strategy does with them:
+
+    * ``init(key, params=None)`` calls the own ``init(key, params)`` with
+      ``default_params`` in place of None;
+    * ``tell`` checks the fitness shape and makes it float32, keeps the best so
+      far (a non-finite fitness counts as +inf: ``improve``; a vector-fitness
+      strategy with M > 1 keeps a Pareto archive: ``merge_front``), then calls the own
+      ``tell(key, state, archs, fitness) -> (state, metrics)``, adds ``batch_size``
+      to ``count`` and puts the count first in the metrics;
+    * ``best`` returns the incumbent (or the archive's front), and ``info`` is
+      built from the arguments.
+
+    Args:
+      name: the strategy's name, used in error messages and ``Info``.
+      space: the search space.
+      batch_size, objectives, vector_fitness, jittable: as in ``Info``.
+      init, ask, tell: the algorithm's own functions (``ask`` as in ``Strategy``).
+      default_params: the traced, tunable numbers; with M > 1 objectives a
+        scalarising strategy (``vector_fitness`` False) keeps its (M,) weights in
+        ``params.weights``.
+      keep_best: ``keep_best(state, archs, fitness) -> state`` in place of the
+        rule above (multi-fidelity strategies prefer the highest fidelity).
+      fidelity, lineage, fresh: as in ``Strategy``; max_asks: as in ``Info``.
+    """
+    check_config(name, batch_size, objectives, None)
+    front = vector_fitness and objectives > 1
+    single = jnp.ones((1,), jnp.float32)
+
+    def track(state, archs: Arch, fitness: jax.Array):
+        if front:
+            arch, value = merge_front(state.best_arch, state.best_fitness, archs, fitness)
+        else:
+            weights = state.params.weights if objectives > 1 else single
+            arch, value = improve(state.best_arch, state.best_fitness, archs, fitness, weights)
+        if not jittable:
+            arch, value = jax.device_get((arch, value))
+        return state.replace(best_arch=arch, best_fitness=value)
+
+    def init_with_defaults(key: jax.Array, params: Params = None) -> State:
+        return init(key, default_params if params is None else params)
+
+    def tell_and_track(key: jax.Array, state: State, archs: Arch,
+                       fitness: jax.Array) -> tuple[State, dict]:
+        fitness = check_fitness(name, fitness, batch_size, objectives)
+        state = (keep_best or track)(state, archs, fitness)
+        state, metrics = tell(key, state, archs, fitness)
+        state = state.replace(count=state.count + batch_size)
+        return state, {"count": state.count, **metrics}
+
+    def best(state: State) -> tuple[Arch, jax.Array]:
+        if front:
+            return front_of(state.best_arch, state.best_fitness)
+        return state.best_arch, state.best_fitness
+
+    info = Info(name=name, batch_size=batch_size, objectives=objectives, jittable=jittable,
+                multi_fidelity=fidelity is not None, vector_fitness=vector_fitness,
+                max_asks=max_asks)
+    return Strategy(init=init_with_defaults, ask=ask, tell=tell_and_track, best=best,
+                    space=space, info=info, default_params=default_params, fidelity=fidelity,
+                    lineage=lineage, fresh=fresh)

@@ -1,4 +1,14 @@
-"""Regularised (aging) evolution, Real et al. 2019, batched; NSGA-II tournaments for M > 1."""
+"""Regularised (aging) evolution, Real et al. 2019, batched; NSGA-II tournaments for M > 1.
+
+The population is a FIFO of the last ``population_size`` told archs. The
+first ``population_size`` archs asked are the initial population (random;
+``seeded(evolution(...), archs)`` asks given archs in place of the first ones,
+e.g. from ``top_scored``); afterwards each child is the winner of a tournament
+of ``tournament_size`` members drawn without replacement, mutated ``mutations``
+times by ``space.mutate``. With M > 1 objectives the tournament winner is the
+member of lowest non-dominated rank, then largest crowding distance (NSGA-II),
+and ``best`` is the Pareto front of everything told.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +16,19 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch
 from jaxnas.spaces import Space
-from jaxnas.strategies import _base, pareto
-from jaxnas.strategies._base import Info, Strategy
+from jaxnas.strategies import pareto
+from jaxnas.strategies._base import (
+    Lineage,
+    Strategy,
+    check_config,
+    initial_best,
+    make_strategy,
+    orphans,
+    score,
+)
+from jaxnas.strategies._population import set_rows, take, where
 
 
 @flax.struct.dataclass
@@ -28,22 +47,61 @@ class EvolutionState:
     count: jax.Array  # () int32, archs told so far
     best_arch: Arch  # one arch, or the (C,) Pareto archive when M > 1
     best_fitness: jax.Array  # (), or (C, M) when M > 1
-    lineage: _base.Lineage  # the tournament winners the last ask's children came from
+    lineage: Lineage  # the tournament winners the last ask's children came from
+
+
+def tournament_order(fitness: jax.Array, filled: jax.Array) -> jax.Array:
+    """(P,) key of each member in a tournament, lowest wins.
+
+    fitness (P,) ranks by value (non-finite as +inf), (P, M) by NSGA-II's
+    (rank, -crowding) among the filled members. Infinite keys are capped at 3e38
+    so that a filled member with infinite fitness still beats an unfilled one (+inf).
+    """
+    if fitness.ndim == 2:
+        order = pareto.sort_key(jnp.where(filled[:, None], fitness, jnp.inf))
+    else:
+        order = score(fitness, jnp.ones((1,), jnp.float32))
+    return jnp.where(filled, jnp.minimum(order, 3e38), jnp.inf)
+
+
+def tournament(key: jax.Array, order: jax.Array, filled: jax.Array, size: jax.Array) -> jax.Array:
+    """() index of the winner among ``size`` filled members drawn without replacement.
+
+    Args:
+      key: PRNG key of the draw.
+      order: (P,) tournament keys (``tournament_order``), lowest wins.
+      filled: (P,) bool, the members that may be drawn.
+      size: () int, at most the number of filled members.
+    """
+    draw = jnp.where(filled, jax.random.uniform(key, filled.shape), 2.0)
+    drawn = jnp.argsort(jnp.argsort(draw)) < size
+    return jnp.argmin(jnp.where(drawn, order, jnp.inf))
+
+
+def mutate(key: jax.Array, space: Space, arch: Arch, moves: jax.Array) -> Arch:
+    """``arch`` after max(moves, 1) successive ``space.mutate`` moves (traced ``moves``)."""
+
+    def move(_, carry):
+        key, arch = carry
+        key, sub = jax.random.split(key)
+        return key, space.mutate(sub, arch)
+
+    _, arch = jax.lax.fori_loop(0, jnp.maximum(moves, 1), move, (key, arch))
+    return arch
+
+
+def offspring(key: jax.Array, space: Space, state: EvolutionState, order: jax.Array,
+              filled: jax.Array, size: jax.Array) -> tuple[Arch, Arch]:
+    """(child, parent): the winner of a tournament of ``size`` members, mutated."""
+    k_draw, k_mutate = jax.random.split(key)
+    parent = take(state.population, tournament(k_draw, order, filled, size))
+    return mutate(k_mutate, space, parent, state.params.mutations), parent
 
 
 def evolution(space: Space, *, population_size: int | None = None, batch_size: int = 5,
               tournament_size: int = 5, mutations: int = 1, objectives: int = 1,
               archive_size: int = 64, weights=None) -> Strategy:
     """Regularised evolution: tournament, mutate the winner, the oldest member dies.
-
-    The population is a FIFO of the last ``population_size`` told archs. The
-    first ``population_size`` archs asked are the initial population (random;
-    ``seeded(evolution(...), archs)`` asks given archs in place of the first
-    ones, e.g. from ``top_scored``); afterwards each child is the winner of a
-    tournament of ``tournament_size`` members drawn without replacement, mutated
-    ``mutations`` times by ``space.mutate``. With M > 1 objectives the tournament
-    winner is the member of lowest non-dominated rank, then largest crowding
-    distance (NSGA-II), and ``best`` is the Pareto front of everything told.
 
     Args:
       space: the search space.
@@ -56,96 +114,48 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
       weights: accepted and checked so every strategy takes the same settings;
         Pareto ranking does not use them.
     """
-    _base.check_config("evolution", batch_size, objectives, weights)
-    if population_size is None:
-        population_size = max(20, batch_size)
-    if batch_size > population_size:
+    check_config("evolution", batch_size, objectives, weights)
+    size = max(20, batch_size) if population_size is None else population_size
+    if batch_size > size:
         raise ValueError(f"evolution: batch_size ({batch_size}) must not exceed "
-                         f"population_size ({population_size})")
+                         f"population_size ({size})")
     if tournament_size < 1 or mutations < 1:
         raise ValueError("evolution: tournament_size and mutations must be at least 1; got "
                          f"{tournament_size} and {mutations}")
-    vector = objectives > 1
-    single = jnp.ones((1,), jnp.float32)
-    fitness_shape = (population_size,) if not vector else (population_size, objectives)
+    fitness_shape = (size,) if objectives == 1 else (size, objectives)
 
-    def init(key: jax.Array, params: EvolutionParams | None = None) -> EvolutionState:
-        params = default_params if params is None else params
-        population = space.sample(key, population_size)
-        first = _base.take(population, 0)
-        if vector:
-            best_arch = _base.broadcast(first, archive_size)
-            best_fitness = jnp.full((archive_size, objectives), jnp.inf, jnp.float32)
-        else:
-            best_arch, best_fitness = first, _base.initial_fitness(1)
+    def init(key: jax.Array, params: EvolutionParams) -> EvolutionState:
+        population = space.sample(key, size)
+        first = take(population, 0)
+        best_arch, best_fitness = initial_best(first, objectives,
+                                               archive_size if objectives > 1 else None)
         return EvolutionState(
             params=params, population=population,
             fitness=jnp.full(fitness_shape, jnp.inf, jnp.float32), initial=population,
             head=jnp.int32(0), count=jnp.int32(0), best_arch=best_arch,
-            best_fitness=best_fitness, lineage=_base.orphans(first, batch_size))
+            best_fitness=best_fitness, lineage=orphans(first, batch_size))
 
     def ask(key: jax.Array, state: EvolutionState) -> tuple[Arch, EvolutionState]:
-        filled = jnp.arange(population_size) < jnp.minimum(state.count, population_size)
-        if vector:
-            order = pareto.sort_key(jnp.where(filled[:, None], state.fitness, jnp.inf))
-        else:
-            order = _base.score(state.fitness, single)
-        # Inside the tournament an infinite fitness must still beat "not drawn".
-        order = jnp.where(filled, jnp.minimum(order, 3e38), jnp.inf)
-        size = jnp.clip(state.params.tournament_size, 1,
-                        jnp.clip(state.count, 1, population_size))
+        filled = jnp.arange(size) < jnp.minimum(state.count, size)
+        order = tournament_order(state.fitness, filled)
+        drawn = jnp.clip(state.params.tournament_size, 1, jnp.clip(state.count, 1, size))
+        children, parents = jax.vmap(
+            lambda key: offspring(key, space, state, order, filled, drawn))(
+                jax.random.split(key, batch_size))
+        slots = state.count + jnp.arange(batch_size)
+        initial = slots < size  # the first P asks return the initial population
+        seeds = take(state.initial, jnp.minimum(slots, size - 1))
+        return (where(initial, seeds, children),
+                state.replace(lineage=Lineage(parents, ~initial)))
 
-        def child(key, index):
-            k_draw, k_mutate = jax.random.split(key)
-            draw = jnp.where(filled, jax.random.uniform(k_draw, (population_size,)), 2.0)
-            drawn = jnp.argsort(jnp.argsort(draw)) < size
-            parent = _base.take(state.population, jnp.argmin(jnp.where(drawn, order, jnp.inf)))
-
-            def mutate(_, carry):
-                key, arch = carry
-                key, sub = jax.random.split(key)
-                return key, space.mutate(sub, arch)
-
-            moves = jnp.maximum(state.params.mutations, 1)
-            _, offspring = jax.lax.fori_loop(0, moves, mutate, (k_mutate, parent))
-            slot = state.count + index
-            seed = _base.take(state.initial, jnp.minimum(slot, population_size - 1))
-            initial = slot < population_size
-            return jax.tree_util.tree_map(
-                lambda a, b: jnp.where(initial, a, b), seed, offspring), parent, ~initial
-
-        children, parents, mutated = jax.vmap(child)(jax.random.split(key, batch_size),
-                                                     jnp.arange(batch_size))
-        return children, state.replace(lineage=_base.Lineage(parents, mutated))
-
-    def tell(key: jax.Array, state: EvolutionState, archs: Arch,
-             fitness: jax.Array) -> tuple[EvolutionState, dict]:
-        del key
-        fitness = _base.check_fitness("evolution", fitness, batch_size, objectives)
-        slots = (state.head + jnp.arange(batch_size)) % population_size
-        population = jax.tree_util.tree_map(lambda old, new: old.at[slots].set(new),
-                                            state.population, archs)
-        stored = state.fitness.at[slots].set(pareto.clean(fitness))
-        if vector:
-            best_arch, best_fitness = _base.merge_front(state.best_arch, state.best_fitness,
-                                                        archs, fitness)
-        else:
-            best_arch, best_fitness = _base.improve(state.best_arch, state.best_fitness, archs,
-                                                    fitness, single)
-        state = state.replace(population=population, fitness=stored,
-                              head=(state.head + batch_size) % population_size,
-                              count=state.count + batch_size, best_arch=best_arch,
-                              best_fitness=best_fitness)
-        return state, {"count": state.count}
-
-    def best(state: EvolutionState) -> tuple[Arch, jax.Array]:
-        if vector:
-            return _base.front_of(state.best_arch, state.best_fitness)
-        return state.best_arch, state.best_fitness
+    def tell(key, state: EvolutionState, archs: Arch, fitness: jax.Array):
+        slots = (state.head + jnp.arange(batch_size)) % size
+        return state.replace(population=set_rows(state.population, slots, archs),
+                             fitness=state.fitness.at[slots].set(pareto.clean(fitness)),
+                             head=(state.head + batch_size) % size), {}
 
     default_params = EvolutionParams(tournament_size=jnp.int32(tournament_size),
                                      mutations=jnp.int32(mutations))
-    info = Info("evolution", batch_size, objectives, jittable=True, multi_fidelity=False,
-                vector_fitness=True)
-    return Strategy(init, ask, tell, best, None, default_params, space, info,
-                    lineage=lambda state: state.lineage)
+    return make_strategy("evolution", space, batch_size=batch_size, objectives=objectives,
+                         init=init, ask=ask, tell=tell, default_params=default_params,
+                         vector_fitness=True, lineage=lambda state: state.lineage)

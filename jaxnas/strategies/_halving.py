@@ -26,10 +26,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch
 from jaxnas.spaces import Space
-from jaxnas.strategies import _base
-from jaxnas.strategies._base import Info, Strategy
+from jaxnas.strategies._base import (
+    Strategy,
+    check_config,
+    initial_fitness,
+    make_strategy,
+    score,
+)
+from jaxnas.strategies._population import broadcast, set_rows, take, where
 
 
 @flax.struct.dataclass
@@ -66,9 +72,43 @@ def _tables(brackets: list[tuple[int, int]], eta: int) -> tuple[np.ndarray, np.n
     return chunks, divisor
 
 
+def rung_steps(max_steps: jax.Array, divisor: jax.Array) -> jax.Array:
+    """Training steps of a rung: R // divisor, at least 1."""
+    return jnp.maximum(max_steps // divisor, 1)
+
+
+def prefers(steps: jax.Array, value: jax.Array, best_steps: jax.Array,
+            best_value: jax.Array) -> jax.Array:
+    """() bool: whether a finite score ``value`` told at ``steps`` replaces the incumbent:
+    a higher fidelity always does, the same fidelity when the score is lower."""
+    return jnp.isfinite(value) & ((steps > best_steps)
+                                  | ((steps == best_steps) & (value < best_value)))
+
+
+def keep_best_at(steps: jax.Array, state: HalvingState, archs: Arch,
+                 fitness: jax.Array) -> HalvingState:
+    """``state`` with the best of its incumbent and a batch told at ``steps`` (``prefers``)."""
+    weights = state.params.weights
+    scores = score(fitness, weights)
+    index = jnp.argmin(scores)
+    improves = prefers(steps, scores[index], state.best_steps,
+                       score(state.best_fitness, weights))
+    best_arch = jax.tree_util.tree_map(lambda new, old: jnp.where(improves, new[index], old),
+                                       archs, state.best_arch)
+    return state.replace(best_arch=best_arch,
+                         best_fitness=jnp.where(improves, fitness[index], state.best_fitness),
+                         best_steps=jnp.where(improves, steps, state.best_steps))
+
+
+def promote(members: Arch, scores: jax.Array, active: jax.Array) -> Arch:
+    """The members sorted by score, best first, inactive rows (False in ``active``)
+    last; the sort is stable, so ties keep their order."""
+    return take(members, jnp.argsort(jnp.where(active, scores, jnp.inf), stable=True))
+
+
 def _multi_fidelity(name: str, space: Space, brackets: list[tuple[int, int]], batch_size: int,
                     eta: int, max_steps: int, objectives: int, weights) -> Strategy:
-    weights = _base.check_config(name, batch_size, objectives, weights)
+    weights = check_config(name, batch_size, objectives, weights)
     if eta < 2:
         raise ValueError(f"{name}: eta must be at least 2; got {eta}")
     if max_steps < 1:
@@ -77,86 +117,53 @@ def _multi_fidelity(name: str, space: Space, brackets: list[tuple[int, int]], ba
     capacity = int(chunk_table[:, 0].max()) * batch_size
     chunks, divisor = jnp.asarray(chunk_table), jnp.asarray(divisor_table)
     last_rung = jnp.asarray([s for s, _ in brackets], jnp.int32)
-    position = jnp.arange(capacity)
 
-    def init(key: jax.Array, params: HalvingParams | None = None) -> HalvingState:
-        params = default_params if params is None else params
+    def init(key: jax.Array, params: HalvingParams) -> HalvingState:
         first = space.sample_one(key)
         return HalvingState(
-            params=params, archs=_base.broadcast(first, capacity),
+            params=params, archs=broadcast(first, capacity),
             scores=jnp.full((capacity,), jnp.inf, jnp.float32), bracket=jnp.int32(0),
             rung=jnp.int32(0), chunk=jnp.int32(0), best_arch=first,
-            best_fitness=_base.initial_fitness(objectives), best_steps=jnp.int32(0),
+            best_fitness=initial_fitness(objectives), best_steps=jnp.int32(0),
             count=jnp.int32(0), training_steps=jnp.int32(0))
 
-    def steps_at(params: HalvingParams, bracket: jax.Array, rung: jax.Array) -> jax.Array:
-        return jnp.maximum(params.max_steps // divisor[bracket, rung], 1)
-
     def fidelity(state: HalvingState) -> jax.Array:
-        return steps_at(state.params, state.bracket, state.rung)
+        return rung_steps(state.params.max_steps, divisor[state.bracket, state.rung])
 
     def ask(key: jax.Array, state: HalvingState) -> tuple[Arch, HalvingState]:
         # a bracket's archs are drawn at its first ask, the only place that samples
         starts = (state.rung == 0) & (state.chunk == 0)
         members = jax.lax.cond(starts, lambda: space.sample(key, capacity), lambda: state.archs)
         index = state.chunk * batch_size + jnp.arange(batch_size)
-        return _base.take(members, index), state.replace(archs=members)
+        return take(members, index), state.replace(archs=members)
 
-    def tell(key: jax.Array, state: HalvingState, archs: Arch,
-             fitness: jax.Array) -> tuple[HalvingState, dict]:
-        del key
-        fitness = _base.check_fitness(name, fitness, batch_size, objectives)
-        params = state.params
-        steps = fidelity(state)
-        previous = jnp.where(state.rung > 0,
-                             steps_at(params, state.bracket, jnp.maximum(state.rung - 1, 0)), 0)
-        charged = batch_size * (steps - previous)
-
-        scores = _base.score(fitness, params.weights)
-        index = jnp.argmin(scores)
-        improves = jnp.isfinite(scores[index]) & (
-            (steps > state.best_steps)
-            | ((steps == state.best_steps)
-               & (scores[index] < _base.score(state.best_fitness, params.weights))))
-        best_arch = jax.tree_util.tree_map(lambda new, old: jnp.where(improves, new[index], old),
-                                           archs, state.best_arch)
-        best_fitness = jnp.where(improves, fitness[index], state.best_fitness)
-        best_steps = jnp.where(improves, steps, state.best_steps)
-
+    def tell(key, state: HalvingState, archs: Arch, fitness: jax.Array):
+        lower = divisor[state.bracket, jnp.maximum(state.rung - 1, 0)]
+        previous = jnp.where(state.rung > 0, rung_steps(state.params.max_steps, lower), 0)
+        charged = batch_size * (fidelity(state) - previous)
         rows = state.chunk * batch_size + jnp.arange(batch_size)
-        told = state.scores.at[rows].set(scores)
+        told = state.scores.at[rows].set(score(fitness, state.params.weights))
         # the archs told are the rung's members (``seeded`` may have put others in their rows)
-        members = jax.tree_util.tree_map(lambda old, new: old.at[rows].set(new), state.archs,
-                                         archs)
-        chunk = state.chunk + 1
-        rung_done = chunk >= chunks[state.bracket, state.rung]
+        members = set_rows(state.archs, rows, archs)
+        rung_size = chunks[state.bracket, state.rung]
+        rung_done = state.chunk + 1 >= rung_size
         bracket_done = rung_done & (state.rung >= last_rung[state.bracket])
-
-        active = position < chunks[state.bracket, state.rung] * batch_size
-        order = jnp.argsort(jnp.where(active, told, jnp.inf), stable=True)
-        promoted = _base.take(members, order)
-        next_bracket = (state.bracket + 1) % len(brackets)
+        promoted = promote(members, told, jnp.arange(capacity) < rung_size * batch_size)
         state = state.replace(
-            archs=_base.where(jnp.broadcast_to(rung_done, (capacity,)), promoted, members),
+            archs=where(jnp.broadcast_to(rung_done, (capacity,)), promoted, members),
             scores=jnp.where(rung_done, jnp.inf, told),
-            bracket=jnp.where(bracket_done, next_bracket, state.bracket),
+            bracket=jnp.where(bracket_done, (state.bracket + 1) % len(brackets), state.bracket),
             rung=jnp.where(bracket_done, 0, jnp.where(rung_done, state.rung + 1, state.rung)),
-            chunk=jnp.where(rung_done, 0, chunk),
-            best_arch=best_arch, best_fitness=best_fitness, best_steps=best_steps,
-            count=state.count + batch_size, training_steps=state.training_steps + charged)
-        return state, {"count": state.count, "steps": charged,
-                       "training_steps": state.training_steps}
+            chunk=jnp.where(rung_done, 0, state.chunk + 1),
+            training_steps=state.training_steps + charged)
+        return state, {"steps": charged, "training_steps": state.training_steps}
 
-    def best(state: HalvingState) -> tuple[Arch, jax.Array]:
-        return state.best_arch, state.best_fitness
-
-    def fresh(state: HalvingState) -> jax.Array:
-        return state.rung == 0
-
-    default_params = HalvingParams(max_steps=jnp.int32(max_steps), weights=weights)
-    info = Info(name, batch_size, objectives, jittable=True, multi_fidelity=True,
-                vector_fitness=False)
-    return Strategy(init, ask, tell, best, fidelity, default_params, space, info, fresh=fresh)
+    return make_strategy(
+        name, space, batch_size=batch_size, objectives=objectives, init=init, ask=ask,
+        tell=tell, default_params=HalvingParams(max_steps=jnp.int32(max_steps), weights=weights),
+        keep_best=lambda state, archs, fitness: keep_best_at(fidelity(state), state, archs,
+                                                             fitness),
+        fidelity=fidelity, fresh=lambda state: state.rung == 0)
 
 
 def rungs_within(budget: int, batch_size: int, eta: int = 3, most: int = 4) -> int:

@@ -11,10 +11,9 @@ import flax.struct
 import jax
 import numpy as np
 
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch
 from jaxnas.spaces import Space
-from jaxnas.strategies import _base
-from jaxnas.strategies._base import Info, Strategy
+from jaxnas.strategies._base import Lineage, Strategy, check_config, make_strategy, score
 
 
 @flax.struct.dataclass
@@ -59,6 +58,74 @@ def _rows(archs: Arch, index) -> Arch:
     return Arch(adj=np.asarray(archs.adj)[index], ops=np.asarray(archs.ops)[index])
 
 
+def start_step(space: Space, state: LocalState, arch: Arch, arch_score) -> LocalState:
+    """Makes ``arch`` the point of the climb and queues its neighbours not told before.
+
+    The best remembered score among the neighbours told before starts the
+    step's best; if every neighbour was told before, the step ends at once
+    (``finish_step``).
+    """
+    neighbours = space.neighbours(arch)
+    known = _lookup(_encode(neighbours), state.memory)
+    fresh = known < 0
+    step_arch, step_score = arch, np.float32(np.inf)
+    if (~fresh).any():
+        scores = state.memory_score[known[~fresh]]
+        step_arch = _rows(neighbours, np.flatnonzero(~fresh)[np.argmin(scores)])
+        step_score = np.float32(scores.min())
+    state = state.replace(current=arch, current_score=np.float32(arch_score),
+                          climbing=np.bool_(True), queue=_rows(neighbours, fresh),
+                          step_arch=step_arch, step_score=step_score)
+    if not fresh.any():
+        return finish_step(space, state)
+    return state
+
+
+def finish_step(space: Space, state: LocalState) -> LocalState:
+    """All neighbours known: move to the best if it improves, else end the climb."""
+    if state.step_score < state.current_score:
+        return start_step(space, state, state.step_arch, state.step_score)
+    return state.replace(climbing=np.bool_(False))
+
+
+def next_batch(queue: Arch, fill: Arch) -> tuple[Arch, Arch, np.ndarray]:
+    """The next ask of a climb: (archs, the queue left, (B,) bool rows from the queue).
+
+    The first rows are the queue's head, the others are taken from ``fill``
+    (random samples, B rows).
+    """
+    batch_size = len(fill.ops)
+    taken = min(batch_size, len(queue.ops))
+    archs = Arch(adj=np.concatenate([np.asarray(queue.adj)[:taken],
+                                     np.asarray(fill.adj)[taken:]]),
+                 ops=np.concatenate([np.asarray(queue.ops)[:taken],
+                                     np.asarray(fill.ops)[taken:]]))
+    return archs, _rows(queue, slice(taken, None)), np.arange(batch_size) < taken
+
+
+def learn(space: Space, state: LocalState, archs: Arch, scores: np.ndarray) -> LocalState:
+    """Remembers told scores and moves the climb: a random (re)start from the best of a
+    batch when not climbing, else the step's best neighbour, ending the step when the
+    queue is empty."""
+    keys = _encode(archs)
+    new = _lookup(keys, state.memory) < 0
+    state = state.replace(memory=np.concatenate([state.memory, keys[new]]),
+                          memory_score=np.concatenate([state.memory_score, scores[new]]))
+    if not state.climbing:
+        index = int(np.argmin(scores))
+        return start_step(space, state.replace(restarts=state.restarts + 1),
+                          _rows(archs, index), scores[index])
+    neighbour = np.flatnonzero(state.asked_neighbour)
+    if len(neighbour):
+        index = neighbour[np.argmin(scores[neighbour])]
+        if scores[index] < state.step_score:
+            state = state.replace(step_arch=_rows(archs, index),
+                                  step_score=np.float32(scores[index]))
+    if not len(state.queue):
+        return finish_step(space, state)
+    return state
+
+
 def local_search(space: Space, *, batch_size: int = 8, objectives: int = 1,
                  weights=None) -> Strategy:
     """Best-improvement local search with random restarts (host-side, not fusable).
@@ -78,105 +145,43 @@ def local_search(space: Space, *, batch_size: int = 8, objectives: int = 1,
       objectives: M, static.
       weights: (M,) default scalarisation weights (default 1/M each).
     """
-    weights = np.asarray(_base.check_config("local", batch_size, objectives, weights))
+    weights = np.asarray(check_config("local", batch_size, objectives, weights))
     sample = jax.jit(space.sample, static_argnums=1)
-    width = space.max_nodes + space.max_nodes ** 2
+    n = space.max_nodes
 
-    def score(fitness, params):
-        return np.asarray(_base.score(np.asarray(fitness, np.float32), params.weights))
-
-    def init(key: jax.Array, params: LocalParams | None = None) -> LocalState:
-        params = default_params if params is None else params
+    def init(key: jax.Array, params: LocalParams) -> LocalState:
         first = jax.device_get(space.sample_one(key))
-        n = space.max_nodes
         empty = Arch(adj=np.zeros((0, n, n), np.int8), ops=np.zeros((0, n), np.int32))
-        fitness_shape = () if objectives == 1 else (objectives,)
         return LocalState(
             params=params, current=first, current_score=np.float32(np.inf),
             climbing=np.bool_(False), queue=empty, step_arch=first,
             step_score=np.float32(np.inf), asked_neighbour=np.zeros(batch_size, bool),
-            memory=np.zeros((0, width), np.int32), memory_score=np.zeros(0, np.float32),
-            best_arch=first, best_fitness=np.full(fitness_shape, np.inf, np.float32),
+            memory=np.zeros((0, n + n * n), np.int32), memory_score=np.zeros(0, np.float32),
+            best_arch=first, best_fitness=np.full(() if objectives == 1 else (objectives,),
+                                                  np.inf, np.float32),
             count=np.int64(0), restarts=np.int64(0))
 
     def ask(key: jax.Array, state: LocalState) -> tuple[Arch, LocalState]:
         fill = jax.device_get(sample(key, batch_size))
         if not state.climbing:
             return fill, state.replace(asked_neighbour=np.zeros(batch_size, bool))
-        taken = min(batch_size, len(state.queue))
-        archs = Arch(adj=np.concatenate([np.asarray(state.queue.adj)[:taken],
-                                         np.asarray(fill.adj)[taken:]]),
-                     ops=np.concatenate([np.asarray(state.queue.ops)[:taken],
-                                         np.asarray(fill.ops)[taken:]]))
-        mask = np.arange(batch_size) < taken
-        return archs, state.replace(queue=_rows(state.queue, slice(taken, None)),
-                                    asked_neighbour=mask)
+        archs, queue, asked = next_batch(state.queue, fill)
+        return archs, state.replace(queue=queue, asked_neighbour=asked)
 
-    def start_step(state: LocalState, arch: Arch, arch_score) -> LocalState:
-        """Makes ``arch`` the current point; queues its neighbours not told before."""
-        neighbours = space.neighbours(arch)
-        known = _lookup(_encode(neighbours), state.memory)
-        fresh = known < 0
-        step_arch, step_score = arch, np.float32(np.inf)
-        if (~fresh).any():
-            scores = state.memory_score[known[~fresh]]
-            step_arch = _rows(neighbours, np.flatnonzero(~fresh)[np.argmin(scores)])
-            step_score = np.float32(scores.min())
-        state = state.replace(current=arch, current_score=np.float32(arch_score),
-                              climbing=np.bool_(True), queue=_rows(neighbours, fresh),
-                              step_arch=step_arch, step_score=step_score)
-        if not fresh.any():
-            return finish_step(state)
-        return state
+    def tell(key, state: LocalState, archs: Arch, fitness: jax.Array):
+        fitness = np.asarray(fitness, np.float32)
+        scores = np.asarray(score(fitness, state.params.weights))
+        state = learn(space, state, jax.device_get(archs), scores)
+        return state, {"restarts": state.restarts, "current_score": state.current_score}
 
-    def finish_step(state: LocalState) -> LocalState:
-        """All neighbours known: move if one improves, else stop the climb."""
-        if state.step_score < state.current_score:
-            return start_step(state, state.step_arch, state.step_score)
-        return state.replace(climbing=np.bool_(False))
-
-    def tell(key: jax.Array, state: LocalState, archs: Arch,
-             fitness: jax.Array) -> tuple[LocalState, dict]:
-        del key
-        fitness = np.asarray(_base.check_fitness("local", fitness, batch_size, objectives))
-        archs = jax.device_get(archs)
-        scores = score(fitness, state.params)
-        arch, best = _base.improve(state.best_arch, state.best_fitness, archs, fitness,
-                                   state.params.weights)
-        keys = _encode(archs)
-        new = _lookup(keys, state.memory) < 0
-        state = state.replace(
-            best_arch=jax.device_get(arch), best_fitness=np.asarray(best),
-            count=state.count + batch_size,
-            memory=np.concatenate([state.memory, keys[new]]),
-            memory_score=np.concatenate([state.memory_score, scores[new]]))
-        if not state.climbing:
-            index = int(np.argmin(scores))
-            state = start_step(state.replace(restarts=state.restarts + 1),
-                               _rows(archs, index), scores[index])
-        else:
-            neighbour = np.flatnonzero(state.asked_neighbour)
-            if len(neighbour):
-                index = neighbour[np.argmin(scores[neighbour])]
-                if scores[index] < state.step_score:
-                    state = state.replace(step_arch=_rows(archs, index),
-                                          step_score=np.float32(scores[index]))
-            if not len(state.queue):
-                state = finish_step(state)
-        return state, {"count": state.count, "restarts": state.restarts,
-                       "current_score": state.current_score}
-
-    def best(state: LocalState) -> tuple[Arch, np.ndarray]:
-        return state.best_arch, state.best_fitness
-
-    default_params = LocalParams(weights=weights)
-    info = Info("local", batch_size, objectives, jittable=False, multi_fidelity=False,
-                vector_fitness=False)
-    def lineage(state: LocalState) -> _base.Lineage:
+    def lineage(state: LocalState) -> Lineage:
         """The asked neighbours' parent is the point of the climb."""
         parent = jax.tree_util.tree_map(
             lambda leaf: np.broadcast_to(np.asarray(leaf), (batch_size,) + np.shape(leaf)),
             state.current)
-        return _base.Lineage(parent=parent, has_parent=state.asked_neighbour)
+        return Lineage(parent=parent, has_parent=state.asked_neighbour)
 
-    return Strategy(init, ask, tell, best, None, default_params, space, info, lineage)
+    return make_strategy("local", space, batch_size=batch_size, objectives=objectives,
+                         init=init, ask=ask, tell=tell,
+                         default_params=LocalParams(weights=weights), jittable=False,
+                         lineage=lineage)

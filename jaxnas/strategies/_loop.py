@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch
 from jaxnas.strategies._base import State, Strategy
 
 

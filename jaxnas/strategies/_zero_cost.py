@@ -8,10 +8,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch
 from jaxnas.spaces import Space
-from jaxnas.strategies import _base
-from jaxnas.strategies._base import Info, Strategy
+from jaxnas.strategies._base import Strategy, check_config, initial_fitness, make_strategy
+from jaxnas.strategies._population import take, top_unique
 
 ScoreFn = Callable[[jax.Array, Arch], jax.Array]
 
@@ -44,7 +44,7 @@ def top_scored(key: jax.Array, space: Space, score_fn: ScoreFn, n: int,
         raise ValueError(f"score_fn must return one score per arch, shape ({pool_size},); got "
                          f"{scores.shape}")
     scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
-    return _base.take(pool, _base.top_unique(scores, pool, n))
+    return take(pool, top_unique(scores, pool, n))
 
 
 @flax.struct.dataclass
@@ -76,34 +76,23 @@ def zero_cost(space: Space, *, score_fn: ScoreFn, batch_size: int = 10, pool_siz
       objectives: M; M > 1 fitness is scalarised with ``params.weights``.
       weights: (M,) default weights (1/M each).
     """
-    weights = _base.check_config("zero_cost", batch_size, objectives, weights)
+    weights = check_config("zero_cost", batch_size, objectives, weights)
     if not callable(score_fn):
         raise ValueError("zero_cost needs score_fn=callable(key, archs) -> scores")
     if pool_size < batch_size:
         raise ValueError(f"zero_cost: pool_size ({pool_size}) must be at least batch_size "
                          f"({batch_size})")
 
-    def init(key: jax.Array, params: ZeroCostParams | None = None) -> ZeroCostState:
-        params = default_params if params is None else params
-        return ZeroCostState(params, space.sample_one(key), _base.initial_fitness(objectives),
-                             jnp.int32(0))
+    def init(key: jax.Array, params: ZeroCostParams) -> ZeroCostState:
+        return ZeroCostState(params=params, best_arch=space.sample_one(key),
+                             best_fitness=initial_fitness(objectives), count=jnp.int32(0))
 
     def ask(key: jax.Array, state: ZeroCostState) -> tuple[Arch, ZeroCostState]:
         return top_scored(key, space, score_fn, batch_size, pool_size), state
 
-    def tell(key: jax.Array, state: ZeroCostState, archs: Arch,
-             fitness: jax.Array) -> tuple[ZeroCostState, dict]:
-        del key
-        fitness = _base.check_fitness("zero_cost", fitness, batch_size, objectives)
-        arch, best = _base.improve(state.best_arch, state.best_fitness, archs, fitness,
-                                   state.params.weights)
-        state = state.replace(best_arch=arch, best_fitness=best, count=state.count + batch_size)
-        return state, {"count": state.count}
+    def tell(key, state: ZeroCostState, archs: Arch, fitness: jax.Array):
+        return state, {}
 
-    def best(state: ZeroCostState) -> tuple[Arch, jax.Array]:
-        return state.best_arch, state.best_fitness
-
-    default_params = ZeroCostParams(weights=weights)
-    info = Info("zero_cost", batch_size, objectives, jittable=True, multi_fidelity=False,
-                vector_fitness=False)
-    return Strategy(init, ask, tell, best, None, default_params, space, info)
+    return make_strategy("zero_cost", space, batch_size=batch_size, objectives=objectives,
+                         init=init, ask=ask, tell=tell,
+                         default_params=ZeroCostParams(weights=weights))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxnas import spaces
-from jaxnas.arch._nasbench201 import NB201_EDGES, NB201_OPS, nb201_from_str
+from jaxnas.arch import NB201_EDGES, NB201_OPS, nb201_from_str
 from jaxnas.tables._table import Table, TableError, build
 
 EXTRA = "pip install 'jaxnas[tables]'"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxnas import spaces
-from jaxnas.arch._nasbench_graph import NBG_OPS
+from jaxnas.arch import NBG_OPS
 from jaxnas.tables._table import Table, TableError, build
 
 DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv",

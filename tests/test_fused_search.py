@@ -32,7 +32,8 @@ def test_evaluate_matches_the_trainer_and_the_fused_search_matches_the_stepwise_
     assert (np.diff(np.asarray(fused.best_fitness)) <= 0).all()
 
 
-def test_buckets_are_refused_by_the_traced_evaluate():
+def test_the_accelerator_program_is_refused_by_the_traced_evaluate():
     space = spaces.get("dag", max_nodes=4)
-    with pytest.raises(ValueError, match="buckets == 1"):
-        make_evaluate(space, dataclasses.replace(CONFIG, buckets=2), data.load("digits"), 4)
+    with pytest.raises(ValueError, match="not 'accelerator'"):
+        make_evaluate(space, dataclasses.replace(CONFIG, program="accelerator"),
+                      data.load("digits"), 4)

@@ -49,9 +49,8 @@ def test_strategy_and_info_are_built_by_keyword_with_defaults():
         warnings.simplefilter("error")
         assert copy.deepcopy(info) == info and pickle.loads(pickle.dumps(info)) == info
         assert copy.copy(strategy) == strategy and info._replace(objectives=2).objectives == 2
-    with pytest.warns(DeprecationWarning, match="keyword arguments only"):
-        old = Strategy(len, len, len, len, None, {"a": 1}, NB201, info)
-    assert old.default_params == {"a": 1} and old.info is info and old.fidelity is None
+    with pytest.raises(TypeError):
+        Strategy(len, len, len, len, None, {"a": 1}, NB201, info)
 
 
 def test_score_and_improve_treat_non_finite_fitness_as_inf():

@@ -106,7 +106,7 @@ def test_new_populations_reuse_one_compilation(pool, device_data, first_run, cap
     with compiled_programs(caplog) as names:
         six = train(jax.random.key(0), population(pool, range(10, 16)), device_data)
     assert six.val_loss.shape == (6,)
-    assert set(names) <= {"jit(take)"}
+    assert set(names) <= {"jit(rows)"}  # the six rows back from the padded state
 
 
 def test_learning_rate_is_traced(pool, device_data, first_run, caplog):
@@ -284,14 +284,15 @@ def test_optimizers_use_traced_numbers(optimizer):
 
 
 def test_memory_budget_sets_the_chunk(dataset):
-    # Evaluating 4096 examples at once needs more than 1 MB per candidate.
-    tight = dataclasses.replace(CONFIG.static(), memory_budget_mb=1, eval_batch_size=4096)
+    tight = dataclasses.replace(CONFIG.static(), memory_budget_mb=1, batch_size=8192)
     roomy = dataclasses.replace(CONFIG.static(), memory_budget_mb=10_000)
     shape, classes = dataset.input_shape, dataset.num_classes
-    assert _trainer._chunk_size(SPACE, tight, shape, classes, "gpu") == 1
-    assert _trainer._chunk_size(SPACE, roomy, shape, classes, "gpu") > 1000
-    # On CPU candidates run one at a time (branching nodes), whatever the budget.
-    assert _trainer._chunk_size(SPACE, roomy, shape, classes, "cpu") == 1
+    device = jax.devices()[0]
+    with pytest.raises(MemoryError, match="more than the 1 MiB budget"):
+        _trainer._chunk_size(SPACE, tight, shape, classes, "select", device)
+    assert _trainer._chunk_size(SPACE, roomy, shape, classes, "select", device) > 1000
+    # The CPU program runs candidates one at a time (branching nodes), whatever the budget.
+    assert _trainer._chunk_size(SPACE, roomy, shape, classes, "cpu", device) == 1
 
 
 def test_bad_input_is_named(pool, device_data, first_run):
@@ -330,42 +331,42 @@ def test_bad_config_is_named(change, message):
         TrainConfig(**change)
 
 
-def test_buckets_compact_without_changing_results(dataset, device_data, caplog):
-    """Bucketed training (compacted archs, one program per bucket) equals the padded
-    program, candidate by candidate, through a continued call too."""
+def test_accelerator_program_equals_the_padded_program(dataset, device_data, caplog):
+    """The accelerator program (compacted archs in typed slot templates, a switch per
+    chunk) equals the padded select program, candidate by candidate, through a continued
+    call too; a new population of the same size compiles no new training program."""
     space = spaces.dag(max_nodes=6)
     archs = space.sample(jax.random.key(4), 12).to_numpy()
     config = TrainConfig(steps=4, batch_size=16, learning_rate=1e-2, weight_decay=1e-3,
                          curve_points=2, eval_batch_size=256, model=ModelConfig(width=8),
-                         buckets=1)
-    bucketed = dataclasses.replace(config, buckets=4)  # 1, 2, 3 or 4 compute node slots
+                         program="select", chunk_size=4)
+    typed = dataclasses.replace(config, program="accelerator", templates=4)
     counts = np.asarray(jax.vmap(lambda a: compute_nodes(
         _programs.model_of(space, dataset.input_shape, dataset.num_classes,
                            config.model).layout, a))(archs))
-    assert counts.min() <= 1 < counts.max(), "the sample should fill two buckets or more"
+    assert counts.min() <= 1 < counts.max(), "the sample should use two templates or more"
     results = {}
-    for setting in (config, bucketed):
+    for setting in (config, typed):
         first = train_population(jax.random.key(0), space, archs, device_data, setting)
-        results[setting.buckets] = first, train_population(
+        results[setting.program] = first, train_population(
             jax.random.key(1), space, archs, device_data, setting, state=first.state)
-    for padded, compacted in zip(results[1], results[4], strict=True):
+    for padded, compacted in zip(results["select"], results["accelerator"], strict=True):
         np.testing.assert_allclose(compacted.val_loss, padded.val_loss, rtol=1e-5)
         np.testing.assert_allclose(compacted.train_curve, padded.train_curve, rtol=1e-5)
         tree_close(compacted.state, padded.state, rtol=1e-4, atol=1e-6)
-    # A new population of the same bucket sizes compiles no new training program.
     other = space.sample(jax.random.key(5), 12).to_numpy()
     with compiled_programs(caplog) as names:
-        train_population(jax.random.key(0), space, other, device_data, bucketed)
+        train_population(jax.random.key(0), space, other, device_data, typed)
     assert not any("run" in name for name in names), names
 
 
-def test_buckets_default_by_platform():
-    # CPU candidates branch (compaction gains little); accelerators run vmapped chunks.
-    assert TrainConfig().buckets_for("cpu") == 1
-    assert TrainConfig().buckets_for("gpu") == TrainConfig().buckets_for("tpu") == 3
-    assert TrainConfig(buckets=2).buckets_for("cpu") == 2
-    with pytest.raises(ValueError, match="buckets must be at least 1 or None"):
-        TrainConfig(buckets=0)
+def test_program_default_by_platform():
+    # CPU candidates branch one at a time; accelerators run vmapped chunks of typed slots.
+    assert TrainConfig().program_for("cpu") == "cpu"
+    assert TrainConfig().program_for("gpu") == TrainConfig().program_for("tpu") == "accelerator"
+    assert TrainConfig(program="select").program_for("gpu") == "select"
+    with pytest.raises(ValueError, match="unknown program"):
+        TrainConfig(program="fast")
 
 
 def test_candidates_are_taken_stacked_and_padded_by_field():

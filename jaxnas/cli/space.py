@@ -29,7 +29,7 @@ def add_parser(commands) -> None:
 
 def _count(args: argparse.Namespace) -> None:
     # jaxnas.spaces does not export ``count`` yet (the public-names half of issue 23).
-    from jaxnas.spaces._count import count
+    from jaxnas.spaces import count
 
     space = spaces.get(args.space)
     if args.max_nodes is not None and not 2 <= args.max_nodes <= space.max_nodes:

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jaxnas.arch import Arch, live_mask
-from jaxnas.nn import Layout, ModelConfig, OpSpec, make_layout, tap_mask
-from jaxnas.nn._ops import NORM_EPS
+from jaxnas.nn import NORM_EPS, Layout, ModelConfig, OpSpec, make_layout, tap_mask
 from jaxnas.spaces import Space
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch._encoding import Arch, live_nodes
+from jaxnas.arch import Arch, live_nodes
 from jaxnas.nn._layout import Layout
 
 

@@ -79,7 +79,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
-from jaxnas.arch._encoding import Arch, live_nodes
+from jaxnas.arch import Arch, live_nodes
 from jaxnas.nn import _cost
 from jaxnas.nn._compact import Compact
 from jaxnas.nn._layout import Layout, ModelConfig, make_layout

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.arch._encoding import Arch
+from jaxnas.arch import Arch
 from jaxnas.nn._layout import ModelConfig
 from jaxnas.nn._model import STAT_KEYS, Model, Params, make_model
 from jaxnas.nn._model import node_values as _model_node_values

@@ -62,6 +62,5 @@ def darts(space: Space, *, data: Dataset, max_steps: int, batch_size: int,
     def best(state: OneAskState) -> tuple[Arch, jax.Array]:
         return state.best_arch, state.best_fitness
 
-    info = Info("darts", 1, 1, jittable=False, multi_fidelity=False, vector_fitness=False,
-                max_asks=1)
-    return Strategy(init, ask, tell, best, None, None, space, info)
+    return Strategy(init=init, ask=ask, tell=tell, best=best, space=space,
+                    info=Info(name="darts", batch_size=1, jittable=False, max_asks=1))

@@ -10,7 +10,6 @@ own ``init``, ``ask`` and ``tell``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -27,13 +26,8 @@ State = Any
 Params = Any
 
 
-def _by_keyword(cls, positional: tuple, fields: dict, legacy_order: tuple[str, ...]) -> dict:
-    """The fields of a keyword-only constructor; positional arguments, in the order of
-    the former positional constructor, still work for now with a DeprecationWarning."""
-    if positional:
-        warnings.warn(f"{cls.__name__} takes keyword arguments only; positional ones are "
-                      "deprecated", DeprecationWarning, stacklevel=3)
-        fields = dict(zip(legacy_order, positional, strict=False)) | fields
+def _by_keyword(cls, fields: dict) -> dict:
+    """The fields of a keyword-only constructor, the required ones checked."""
     missing = [name for name in cls._fields
                if name not in fields and name not in cls._field_defaults]
     if missing:
@@ -70,8 +64,8 @@ class Info(_InfoFields):
 
     __slots__ = ()
 
-    def __new__(cls, *positional, **fields):
-        return super().__new__(cls, **_by_keyword(cls, positional, fields, cls._fields))
+    def __new__(cls, **fields):
+        return super().__new__(cls, **_by_keyword(cls, fields))
 
     def __getnewargs_ex__(self):  # copy and pickle by keyword
         return (), self._asdict()
@@ -132,9 +126,8 @@ class Strategy(_StrategyFields):
 
     __slots__ = ()
 
-    def __new__(cls, *positional, **fields):
-        legacy = ("init", "ask", "tell", "best", "fidelity", "default_params", "space", "info")
-        return super().__new__(cls, **_by_keyword(cls, positional, fields, legacy))
+    def __new__(cls, **fields):
+        return super().__new__(cls, **_by_keyword(cls, fields))
 
     def __getnewargs_ex__(self):  # copy and pickle by keyword
         return (), self._asdict()

@@ -52,7 +52,8 @@ class TrainConfig:
         each of this many equal segments of the call's steps (capped at ``steps``).
       program: how a device trains its candidates (the same function, up to float
         summation order): "cpu", one candidate at a time, each node running only its
-        own op under ``lax.switch`` (chunks of one, not vmapped: fastest on a CPU);
+        own op under ``lax.switch`` (chunks of one, not vmapped: fastest on a CPU; a
+        larger ``chunk_size`` vmaps chunks of the "select" program instead);
         "accelerator", chunks of candidates in ``vmap``, each chunk through typed node
         slots that run only its candidates' ops (``jaxnas.train.template_family``,
         docs/scaling.md); "select", vmapped chunks of the padded program where every

@@ -201,7 +201,7 @@ def _rows(space: Space, static: TrainConfig, data: DeviceData, layout: Populatio
         order = np.r_[np.arange(population), np.zeros(layout.size - population, np.int64)]
         return _Rows(order, jax.tree.map(lambda a: a[order], archs),
                      np.zeros(layout.devices * layout.num_chunks, np.int32),
-                     _programs.Program(branch=program == "cpu"))
+                     _programs.Program(branch=program == "cpu" and layout.chunk == 1))
     model = _programs.model_of(space, data.input_shape, data.num_classes, static.model)
     family = template_family(model, static.templates)
     compacted = _programs.compact_program(model, space.max_nodes)(
@@ -600,7 +600,7 @@ def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
                            NamedSharding(_programs.mesh_of(devices), Spec(AXIS)))
     train_program = _programs.train_program(
         space, static, data.input_shape, data.num_classes, devices, layout, True,
-        _programs.Program(branch=program == "cpu"))
+        _programs.Program(branch=program == "cpu" and layout.chunk == 1))
     hyper = Hyperparams(*(jnp.float32(v) for v in config.hyperparams()))
     data_args = (data.x_train, data.y_train, data.x_val, data.y_val)
 

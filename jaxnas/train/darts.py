@@ -30,8 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnas.arch._encoding import INPUT, OUTPUT, PAD, Arch, ArchError
-from jaxnas.arch._graph import live_mask
+from jaxnas.arch import INPUT, OUTPUT, PAD, Arch, ArchError, live_mask
 from jaxnas.data import Dataset
 from jaxnas.nn import ModelConfig, make_model
 from jaxnas.spaces import Space

@@ -44,7 +44,7 @@ def _settings(args) -> dict:
             "cells": args.cells, "stem_kernel": args.stem_kernel, "norm": args.norm,
             "schedule": "cosine",
             "optimizer": "adam",
-            "buckets": args.buckets, "seed": args.seed, "sample": args.sample}
+            "program": args.program, "seed": args.seed, "sample": args.sample}
 
 
 def unique_cells():
@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
                              "median validation accuracy 0.84 against 0.66 at 300 steps)")
     parser.add_argument("--norm", choices=("batch", "layer"), default="batch",
                         help="normalisation of the conv ops (ModelConfig.norm)")
-    parser.add_argument("--buckets", type=int, default=None,
-                        help="TrainConfig.buckets (default: the trainer's choice)")
+    parser.add_argument("--program", default="auto",
+                        choices=("auto", "cpu", "accelerator", "select"),
+                        help="TrainConfig.program (default: the trainer's choice)")
     parser.add_argument("--chunk", type=int, default=256, help="cells per training call")
     parser.add_argument("--sample", type=int, default=None,
                         help="train only N unique cells drawn at random with --seed "
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         args.low_steps = max(args.steps // 2, 1)
     if not 1 <= args.low_steps < args.steps:
         parser.error("--low-steps must be at least 1 and below --steps")
-    for name in ("steps", "batch_size", "width", "cells", "stem_kernel", "buckets", "chunk"):
+    for name in ("steps", "batch_size", "width", "cells", "stem_kernel", "chunk"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.stem_kernel % 2 == 0:
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     # Two fidelities from one run: validated after low_steps, then continued to steps.
     config_low = TrainConfig(steps=args.low_steps, batch_size=args.batch_size,
                              learning_rate=args.lr, schedule="cosine",
-                             schedule_steps=args.steps, buckets=args.buckets,
+                             schedule_steps=args.steps, program=args.program,
                              model=ModelConfig(width=args.width, num_cells=args.cells,
                                                stem_kernel=args.stem_kernel, norm=args.norm))
     config = dataclasses.replace(config_low, steps=args.steps - args.low_steps)

@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CONTENDERS = ("jaxnas", "seed", "multiproc", "vmap")
+CONTENDERS = ("jaxnas", "select", "seed", "multiproc", "vmap")
 DEFAULT_POPULATIONS = (1, 8, 32, 128, 512, 2048)
 # The work each set of targets is for, and the targets at P=128.
 TARGETS = (
@@ -97,18 +97,11 @@ def _worker_prepare(spec: dict) -> dict:
     from jaxnas import spaces
     from jaxnas.data import load
     from jaxnas.nn import make_model
-    from jaxnas.nn._compact import compute_nodes
-    from jaxnas.nn._cost import executed_flops
-    from jaxnas.train import TrainConfig, bucket_limits
 
     space = spaces.get(spec["space"])
     data = load(spec["dataset"])
     model = make_model(space, data.input_shape, data.num_classes,
                        _model_config(spec))
-    backend = jax.devices()[0].platform
-    buckets = TrainConfig(buckets=spec["buckets"]).buckets_for(backend)
-    # The trainer's default chunk on CPU is one candidate, which branches.
-    branching = backend == "cpu"
     flops = {}
     for population in spec["populations"]:
         measured = space.sample(jax.random.key(spec["seed"]), population)
@@ -116,21 +109,10 @@ def _worker_prepare(spec: dict) -> dict:
         np.savez(Path(spec["workdir"]) / f"archs_{population}.npz",
                  adj=np.asarray(measured.adj), ops=np.asarray(measured.ops),
                  warmup_adj=np.asarray(warmup.adj), warmup_ops=np.asarray(warmup.ops))
-        useful = np.asarray(model.flops(measured), np.float64)
-        executed = np.full(population, model.executed_flops, np.float64)
-        if branching:
-            # Each candidate runs alone and its nodes branch: it executes its own ops.
-            executed = useful
-        elif buckets > 1:
-            # Each candidate runs in its bucket's program (padding candidates not counted).
-            counts = np.asarray(jax.vmap(lambda a: compute_nodes(model.layout, a))(measured))
-            limits = np.asarray(bucket_limits(space, buckets))
-            slots = limits[np.searchsorted(limits, counts)]
-            executed = np.array([executed_flops(model.layout, int(k)) for k in slots],
-                                np.float64)
         flops[str(population)] = {
-            "useful_forward_per_example": useful.tolist(),
-            "executed_forward_per_example": float(executed.mean()),
+            "useful_forward_per_example": np.asarray(model.flops(measured),
+                                                     np.float64).tolist(),
+            "padded_forward_per_example": float(model.executed_flops),
         }
 
     def best_gflops(matmul, a, b, repeats=5):
@@ -166,7 +148,7 @@ def _worker_prepare(spec: dict) -> dict:
         torch_version = None
     peak = jax_gflops if device.platform != "cpu" else max(numpy_gflops, jax_gflops)
     return {
-        "flops": flops, "buckets": buckets, "branching": branching,
+        "flops": flops,
         "machine": {
             "cpu_model": cpu_model, "cores": os.cpu_count(), "platform": device.platform,
             "device_kind": device.device_kind, "python": platform.python_version(),
@@ -191,24 +173,22 @@ def _worker_jaxnas(spec: dict) -> dict:
     import numpy as np
 
     from jaxnas import spaces
-    from jaxnas.arch._encoding import Arch
+    from jaxnas.arch import Arch
     from jaxnas.data import load
-    from jaxnas.train import TrainConfig, make_train, put_data
+    from jaxnas.train import TrainConfig, _programs, make_train, program_cost, put_data
 
     space = spaces.get(spec["space"])
     config = TrainConfig(steps=spec["steps"], batch_size=spec["batch_size"], optimizer="adam",
                          learning_rate=spec["lr"], model=_model_config(spec),
-                         buckets=spec["buckets"])
+                         program=spec["program"], templates=spec["templates"],
+                         chunk_size=spec["chunk"])
     train = make_train(space, config)
     data = put_data(load(spec["dataset"]))
     adj, ops = _load_archs(spec)
-    buckets = config.buckets_for(jax.devices()[0].platform)
-    # Without buckets the first call trains another population of the same size: the
-    # second call then shows that a new population compiles nothing. Buckets split a
-    # population by compute nodes, so another population may need other bucket sizes:
-    # the first call then trains the measured one, and compile_s covers every bucket.
-    warmup_adj, warmup_ops = (_load_archs(spec, warmup=True) if buckets == 1
-                              else (adj, ops))
+    # The first call trains another population of the same size: the second call then
+    # shows that a new population compiles nothing.
+    warmup_adj, warmup_ops = _load_archs(spec, warmup=True)
+    cost = program_cost(space, Arch(adj=adj, ops=ops), data, config)
     _barrier()
     start = time.perf_counter()
     train(jax.random.key(spec["seed"] + 1), Arch(adj=warmup_adj, ops=warmup_ops), data)
@@ -229,6 +209,10 @@ def _worker_jaxnas(spec: dict) -> dict:
         "mean_val_acc": float(np.mean(result.val_acc)),
         "val_acc": np.asarray(result.val_acc).tolist(),
         "device_peak_mib": memory,
+        "program": cost.program, "chunk": cost.layout.chunk, "padded_size": cost.layout.size,
+        # Summed over every program row (padding rows included), forward, per example.
+        "executed_forward_total": float(cost.executed.sum()),
+        "training_programs_built": _programs.train_program.cache_info().misses,
     }
 
 
@@ -466,7 +450,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def _prepare(args, workdir: Path) -> dict:
     spec = {"space": args.space, "dataset": args.dataset, "width": args.width, "norm": args.norm,
             "seed": args.seed,
-            "buckets": args.buckets, "populations": args.population, "workdir": str(workdir)}
+            "populations": args.population, "workdir": str(workdir)}
     process, result_path = _spawn("prepare", spec, _env(), "prepare")
     process.stdin.close()
     process.stdout.read()
@@ -478,7 +462,8 @@ def _prepare(args, workdir: Path) -> dict:
 def _measure(args, population: int, prepared: dict, workdir: Path) -> dict:
     base = {"space": args.space, "dataset": args.dataset, "width": args.width, "norm": args.norm,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-            "seed": args.seed, "buckets": args.buckets, "population": population,
+            "seed": args.seed, "program": args.program, "templates": args.templates,
+            "chunk": args.chunk, "population": population,
             "workdir": str(workdir), "torch_device": args.torch_device}
     row: dict = {"population": population, "steps": args.steps, "batch_size": args.batch_size,
                  "space": args.space, "dataset": args.dataset, "width": args.width,
@@ -488,23 +473,29 @@ def _measure(args, population: int, prepared: dict, workdir: Path) -> dict:
     # Forward plus backward is counted as three forward passes.
     per_candidate = 3.0 * args.steps * args.batch_size
     row["useful_gflop_per_candidate"] = per_candidate * sum(useful) / len(useful) / 1e9
-    row["executed_gflop_per_candidate"] = (
-        per_candidate * flops["executed_forward_per_example"] / 1e9)
-    row["useful_fraction"] = row["useful_gflop_per_candidate"] / row[
-        "executed_gflop_per_candidate"]
+    row["padded_gflop_per_candidate"] = (
+        per_candidate * flops["padded_forward_per_example"] / 1e9)
     subset = min(args.seed_max, population)
     # The seed-style rates come from the first `subset` candidates, jaxnas's from all P:
     # how much work those candidates hold against the population's (1 when equal).
     row["seed_subset_flops_ratio"] = (sum(useful[:subset]) / subset) / (sum(useful) / len(useful))
+    extra = {}
+    if args.host_devices:
+        flags = os.environ.get("XLA_FLAGS", "")
+        extra["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={args.host_devices}").strip()
     if "jaxnas" in args.contenders:
-        extra = {}
-        if args.host_devices:
-            flags = os.environ.get("XLA_FLAGS", "")
-            extra["XLA_FLAGS"] = (
-                f"{flags} --xla_force_host_platform_device_count={args.host_devices}").strip()
         (result,), row["jaxnas_load"] = _run_together("jaxnas", [base], _env(extra),
                                                       f"jaxnas_{population}")
         rate = population / result["seconds"]
+        # What the program ran, padding included, per real candidate.
+        row["executed_gflop_per_candidate"] = (
+            per_candidate * result["executed_forward_total"] / population / 1e9)
+        row["useful_fraction"] = row["useful_gflop_per_candidate"] / row[
+            "executed_gflop_per_candidate"]
+        row.update(jaxnas_program=result["program"], jaxnas_chunk=result["chunk"],
+                   jaxnas_padded_size=result["padded_size"],
+                   jaxnas_training_programs_built=result["training_programs_built"])
         row.update(jaxnas_cand_per_s=rate, compile_s=result["compile_s"],
                    jaxnas_first_call_s=result["first_call_s"], jaxnas_steady_s=result["seconds"],
                    jaxnas_devices=result["devices"], jaxnas_device_kind=result["device_kind"],
@@ -520,6 +511,15 @@ def _measure(args, population: int, prepared: dict, workdir: Path) -> dict:
                                          / result["seconds"])
         row["jaxnas_fraction_of_peak"] = (row["jaxnas_useful_gflops"]
                                           / prepared["machine"]["peak_gflops"])
+    if "select" in args.contenders:
+        # The padded select program on the same chunks, devices and candidates.
+        (result,), row["select_load"] = _run_together(
+            "jaxnas", [dict(base, program="select")], _env(extra), f"select_{population}")
+        row.update(select_cand_per_s=population / result["seconds"],
+                   select_steady_s=result["seconds"], select_compile_s=result["compile_s"],
+                   select_chunk=result["chunk"], select_mean_val_acc=result["mean_val_acc"])
+        row["select_useful_fraction"] = row["useful_gflop_per_candidate"] / (
+            per_candidate * result["executed_forward_total"] / population / 1e9)
     if "seed" in args.contenders:
         spec = dict(base, subset=subset, threads=args.seed_threads, part=[0, 1])
         (result,), row["torch_seed_load"] = _run_together(
@@ -568,6 +568,8 @@ def _measure(args, population: int, prepared: dict, workdir: Path) -> dict:
                        torch_vmap_peak_rss_mib=result["peak_rss_mib"],
                        torch_vmap_device_peak_mib=result["device_peak_mib"])
     jax_rate = row.get("jaxnas_cand_per_s")
+    row["ratio_vs_select"] = (jax_rate / row["select_cand_per_s"]
+                              if jax_rate and row.get("select_cand_per_s") else None)
     for name in ("seed", "multiproc", "vmap"):
         other = row.get(f"torch_{name}_cand_per_s")
         row[f"ratio_vs_{name}"] = jax_rate / other if jax_rate and other else None
@@ -613,6 +615,11 @@ def _fmt(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def _first(report: dict, key: str):
+    """``key`` of the first result that has it ("-" if none)."""
+    return next((r[key] for r in report["results"] if r.get(key) is not None), "-")
+
+
 def _markdown(report: dict) -> str:
     machine, config = report["machine"], report["config"]
     lines = [
@@ -630,10 +637,10 @@ def _markdown(report: dict) -> str:
         + f"{config['steps']} adam "
         f"steps, batch {config['batch_size']}, lr {config['lr']}, "
         f"{config.get('dataset', 'digits')}, architectures "
-        f"drawn with seed {config['seed']}, jaxnas with {report.get('buckets', 1)} "
-        "bucket(s) of compacted cells" + (
-            ", one candidate at a time per device with branching nodes (the CPU default)"
-            if report.get("branching") else "")
+        f"drawn with seed {config['seed']}, jaxnas's `{_first(report, 'jaxnas_program')}` "
+        f"program in chunks of {_first(report, 'jaxnas_chunk')}"
+        + (" (one candidate at a time per device, nodes branching: the CPU default)"
+           if _first(report, "jaxnas_program") == "cpu" else "")
         + ". Every contender in its own process; all figures of one row come from one run.",
         "",
         "| P | jaxnas compile s | jaxnas steady s | jaxnas cand/s | seed 1-proc cand/s "
@@ -687,17 +694,20 @@ def _markdown(report: dict) -> str:
             f"{k[:-5]} {r[k]:.1f}" for k in r if k.endswith("_load")) for r in report["results"])
         + ".",
         f"- jaxnas: `make_train` on {first.get('jaxnas_devices', '-')} device(s); compile s = "
-        "first call minus the second (steady) call. " + (
-            "The first call trains another population of the same size."
-            if report.get("buckets", 1) == 1 else
-            f"With {report['buckets']} buckets the first call trains the measured population "
-            "itself (another population may split into other bucket sizes, each compiled "
-            "once), and compile s covers every bucket's program; executed FLOPs count each "
-            "candidate in its bucket's program."),
-        "- FLOPs: forward+backward = 3 x forward matmul FLOPs per example (the padded "
-        "program's executed FLOPs vs the architectures' useful ones; a branching "
-        "candidate executes only its own ops, so there the two are equal); '% peak' is "
-        "useful GFLOP/s over the matmul peak measured in this run.",
+        "first call minus the second (steady) call; the first call trains another "
+        "population of the same size, so the second compiles nothing ("
+        f"{_first(report, 'jaxnas_training_programs_built')} training program(s) built).",
+        "- FLOPs: forward+backward = 3 x forward matmul FLOPs per example; executed FLOPs "
+        "are the program's own accounting (`jaxnas.train.program_cost`: every program row, "
+        "padding included; a branching candidate executes only its own ops); '% peak' is "
+        "useful GFLOP/s over the matmul peak measured in this run."
+        + (" select: the padded select program (every node slot the largest kernel) on the "
+           "same candidates, chunks and devices: "
+           + ", ".join(f"P={r['population']}: {_fmt(r.get('select_cand_per_s'), 2)} cand/s, "
+                       f"useful frac {_fmt(r.get('select_useful_fraction'), 2)}, jaxnas "
+                       f"{_fmt(r.get('ratio_vs_select'), 2)}x"
+                       for r in report["results"] if r.get("select_cand_per_s")) + "."
+           if any(r.get("select_cand_per_s") for r in report["results"]) else ""),
         "- Mean validation accuracy per contender is in the JSON (a check that every "
         "contender really trains).",
     ]
@@ -777,9 +787,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="normalisation of conv ops, jaxnas and PyTorch alike (the conv "
                              "results of the previous release were measured with layer)")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--buckets", type=int, default=None,
-                        help="jaxnas TrainConfig.buckets (default: the trainer's own "
-                        "choice, as jaxnas search runs; 1: the full padded cell)")
+    parser.add_argument("--program", default="auto",
+                        choices=("auto", "cpu", "accelerator", "select"),
+                        help="jaxnas TrainConfig.program (default: the trainer's own choice, "
+                        "as jaxnas search runs)")
+    parser.add_argument("--templates", type=int, default=6,
+                        help="TrainConfig.templates of the accelerator program")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="TrainConfig.chunk_size (default: the trainer's own choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="a small smoke run: P 4 and 8, 20 steps, seed subset 4")
@@ -855,7 +870,6 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True)
     config = {k: v for k, v in vars(args).items() if k not in ("worker", "spec", "result")}
     report = {"machine": prepared["machine"], "config": config, "results": rows,
-              "buckets": prepared["buckets"], "branching": prepared["branching"],
               "targets": _targets(rows, args), "total_s": time.time() - started,
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     if not args.no_files:

@@ -1,8 +1,7 @@
-"""The accelerator program: typed slot templates compute the branching program's function,
-gradients and running statistics, for every registered space; its cost accounting counts
-what the program runs; chunks are sized from memory."""
+"""The accelerator program's typed slot templates compute the branching program's
+function, gradients and running statistics, for every registered space, and its cost
+accounting counts what the program runs (the trainer: test_accelerator_train.py)."""
 
-import dataclasses
 import functools
 
 import jax
@@ -13,19 +12,12 @@ from jax.extend.core import jaxprs_in_params
 from test_nn import _every_op, _host_params
 
 import jaxnas.spaces
-from jaxnas import data
 from jaxnas.arch import Arch, stack, unstack
 from jaxnas.nn import ModelConfig, compact, executed_flops, make_model
 from jaxnas.train import (
     Family,
-    TrainConfig,
-    _programs,
-    _trainer,
     plan,
-    program_cost,
-    put_data,
     template_family,
-    train_population,
 )
 
 SPACES = jaxnas.spaces.names()
@@ -152,56 +144,3 @@ def test_a_population_of_1x1_convolutions_counts_and_runs_like_one():
     # Stem and classifier aside, the padded program runs the same slots at 9 taps each.
     cell_free = executed_flops(model.layout, template=())
     assert 9 * (executed - cell_free) == model.executed_flops - cell_free
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return put_data(data.load("digits"))
-
-
-CONFIG = TrainConfig(steps=3, batch_size=16, curve_points=3, model=ModelConfig(width=4),
-                     eval_batch_size=64)
-
-
-@pytest.mark.parametrize("space_name", ["nasbench201"])
-def test_accelerator_program_trains_like_the_cpu_program(space_name, digits):
-    """Same candidates and minibatches: the same losses, accuracies, curves, parameters,
-    running statistics and optimiser state, fresh and continued; and the accounting
-    matches the plan the trainer ran."""
-    space = jaxnas.spaces.get(space_name)
-    archs = space.sample(jax.random.key(11), 9).to_numpy()
-    cpu = dataclasses.replace(CONFIG, program="cpu")
-    accelerator = dataclasses.replace(CONFIG, program="accelerator", templates=3, chunk_size=2)
-    results = {}
-    for config in (cpu, accelerator):
-        first = train_population(jax.random.key(0), space, archs, digits, config)
-        results[config.program] = first, train_population(
-            jax.random.key(0), space, archs, digits, config, state=first.state)
-    for expected, got in zip(results["cpu"], results["accelerator"], strict=True):
-        for name in ("val_loss", "val_acc", "train_curve"):
-            np.testing.assert_allclose(getattr(got, name), getattr(expected, name),
-                                       rtol=1e-4, atol=1e-5)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
-                     got.state.candidates(), expected.state.candidates())
-    cost = program_cost(space, archs, digits, accelerator)
-    assert cost.program == "accelerator" and cost.layout.chunk == 2  # 9 // 3 templates: 3 -> 2
-    assert (cost.executed.sum() < 9 * make_model(space, DIGITS, CLASSES,
-                                                 CONFIG.model).executed_flops)
-
-
-def test_chunks_are_sized_from_memory():
-    """The compiled step's memory analysis sizes chunks: NAS-Bench-201 cells at width 16,
-    batch 64 on CIFAR-shaped inputs get chunks of 256 or more from 80 GB; a budget below
-    one candidate is one clear line."""
-    space = jaxnas.spaces.get("nasbench201")
-    config = TrainConfig(batch_size=64, model=ModelConfig(width=16), program="accelerator",
-                         memory_budget_mb=int(0.8 * 80e9 / 2**20))
-    device = jax.devices()[0]
-    chunk = _trainer._chunk_size(space, config, (32, 32, 3), 10, "accelerator", device)
-    assert chunk >= 256
-    tight = dataclasses.replace(config, memory_budget_mb=8)
-    with pytest.raises(MemoryError, match=r"one candidate needs about \d+ MiB"):
-        _trainer._chunk_size(space, tight, (32, 32, 3), 10, "accelerator", device)
-    per_candidate, _ = _programs.chunk_memory(
-        _programs.model_of(space, (32, 32, 3), 10, config.model), config)
-    assert per_candidate > 2**20

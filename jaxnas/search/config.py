@@ -17,7 +17,7 @@ import numpy as np
 from jaxnas import spaces as spaces_lib
 from jaxnas.arch import Arch, describe
 from jaxnas.nn import NORMS, ModelConfig
-from jaxnas.train import OPTIMIZERS
+from jaxnas.train import OPTIMIZERS, PROGRAMS
 
 OBJECTIVES = ("loss", "loss+params", "loss+flops")
 # Two objectives are (validation loss, log10 of params or FLOPs); strategies that do not
@@ -103,6 +103,8 @@ class SearchConfig:
       width: cell width of the model.
       cells: cells stacked in the model's macro skeleton.
       norm: the normalisation of conv ops (``ModelConfig.norm``).
+      program: ``TrainConfig.program``: "auto", "cpu", "accelerator" or "select" (the
+        same function; how a device runs it).
       seed: the run's seed; the same seed on the same machine gives the same log.
       objective: "loss", or "loss+params" / "loss+flops" for two objectives
         (validation loss and log10 of the parameter count or FLOPs).
@@ -137,6 +139,10 @@ class SearchConfig:
     cells: int = _setting(1, "cells stacked in the model", minimum=1)
     norm: str = _setting("batch", "normalisation of conv ops (batch is NAS-Bench-101/201's)",
                          choices=NORMS)
+    program: str = _setting("auto", "how a device trains its candidates: cpu (one at a time, "
+                            "nodes branch), accelerator (vmapped chunks of typed node slots) "
+                            "or select (vmapped chunks of the padded program); auto: cpu on "
+                            "CPUs, else accelerator", choices=PROGRAMS)
     seed: int = _setting(0, "the run's seed")
     objective: str = _setting("loss", "what is minimised", choices=OBJECTIVES)
     final_steps: int = _setting(1000, "training steps when retraining the best on train+val",

@@ -266,7 +266,7 @@ def _finish(run: Run, rundir: RunDir | None) -> SearchResult:
     final = TrainConfig(steps=run.config.final_steps,
                         batch_size=min(run.config.batch_size, len(trainval.y_train)),
                         optimizer=run.config.optimizer, learning_rate=run.config.learning_rate,
-                        schedule="cosine", model=run.config.model)
+                        schedule="cosine", model=run.config.model, program=run.config.program)
     single = stack([arch])
     # One candidate: on several devices the others would train padding copies of it.
     result = train_population(arch_keys(run.k_final, [best.hash]), run.space, single,

@@ -118,7 +118,7 @@ class Run:
                            optimizer=self.config.optimizer,
                            learning_rate=self.config.learning_rate,
                            schedule_steps=self.config.steps,
-                           model=self.config.model)
+                           model=self.config.model, program=self.config.program)
 
     def budget_left(self) -> int:
         return self.config.budget_evals - len(self.history)

@@ -226,19 +226,38 @@ class Plan(NamedTuple):
     archs: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _chunks(family: Family, fits: np.ndarray, chunk: int) -> list[tuple[np.ndarray, int]]:
-    """(members, template) of the chunks of a population whose fits are (P, T): every
-    candidate's cheapest template; whole chunks of one template first, then the
-    remainders, cheapest first, in chunks of their cheapest common template."""
+def _chunks(family: Family, fits: np.ndarray, chunk: int,
+            limit: int) -> list[tuple[np.ndarray, int]]:
+    """(members, template) of at most ``limit`` chunks of a population whose fits are
+    (P, T).
+
+    Every candidate goes to its cheapest template; each template's group fills whole
+    chunks. The remainders, most expensive template first, first take the free rows of
+    chunks already open whose template they fit (a free row runs anyway, as padding),
+    then open a chunk of their own. Should that need more than ``limit`` chunks, the
+    remainders are cut in order of cost instead, each chunk in the cheapest template
+    all its members fit (ceil(P / chunk) chunks in all).
+    """
     cost = np.where(fits, family.costs[None, :], np.inf)
     own = np.argmin(cost, axis=1)
-    chunks, rest = [], []
-    for template in np.argsort(family.costs, kind="stable"):
+    chunks = []
+    open_chunks: list[tuple[list[int], int]] = []
+    for template in np.argsort(-family.costs, kind="stable"):
         members = np.flatnonzero(own == template)
         whole = len(members) // chunk * chunk
         chunks += [(members[i:i + chunk], int(template)) for i in range(0, whole, chunk)]
-        rest.extend(members[whole:])
-    rest = np.asarray(rest, np.int64)
+        rest = list(members[whole:])
+        for taken, other in sorted(open_chunks, key=lambda c: family.costs[c[1]]):
+            fitting = [m for m in rest if fits[m, other]][:chunk - len(taken)]
+            taken.extend(fitting)
+            rest = [m for m in rest if m not in set(fitting)]
+        if rest:
+            open_chunks.append((rest, int(template)))
+    if len(chunks) + len(open_chunks) <= limit:
+        return chunks + [(np.asarray(taken, np.int64), template)
+                         for taken, template in open_chunks]
+    rest = np.asarray(sorted((m for taken, _ in open_chunks for m in taken),
+                             key=lambda m: (family.costs[own[m]], own[m])), np.int64)
     for i in range(0, len(rest), chunk):
         members = rest[i:i + chunk]
         common = np.where(fits[members].all(0), family.costs, np.inf)
@@ -256,11 +275,8 @@ def plan(family: Family, archs: tuple[np.ndarray, np.ndarray, np.ndarray],
     layout = family.layout
     signature = signatures(layout, adj, ops)
     fits = np.stack([family.fits(s) for s in signature])
-    chunks = _chunks(family, fits, chunk)
     total = devices * num_chunks
-    if len(chunks) > total:
-        raise ValueError(f"{len(adj)} candidates need {len(chunks)} chunks of {chunk}; the "
-                         f"layout has {total}")
+    chunks = _chunks(family, fits, chunk, total)
     idle = len(family.templates)
     slot_of = [(k % devices) * num_chunks + k // devices for k in range(len(chunks))]
     order = np.zeros(total * chunk, np.int64)

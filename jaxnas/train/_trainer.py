@@ -150,18 +150,33 @@ def make_train(space: Space, config: TrainConfig | None = None,
     return train
 
 
+# Chunks per template a device's share is cut into, at least (see _layout): at P=1024,
+# 6 templates, chunks of 32 execute 0.83 useful FLOPs on NAS-Bench-201 cells, of 128 0.65
+# (benchmarks/results/accelerator_flops.md).
+_CHUNKS_PER_TEMPLATE = 4
+
+
 def _layout(space: Space, static: TrainConfig, data: DeviceData,
             devices: tuple[jax.Device, ...], population: int) -> PopulationLayout:
-    """The padded layout of P candidates on ``devices`` (chunk size under the budget). The
-    accelerator program's chunks hold at most a ``templates``-th of a device's share
-    (a power of two), so that each template can fill chunks of its own."""
+    """The padded layout of P candidates on ``devices`` (chunk size under the budget).
+
+    The accelerator program's chunks hold at most a 1 / (4 * templates) share of a
+    device's candidates (a power of two): each template then fills chunks of its own and
+    its last, partly filled chunk (padding that runs) is a small part of its work; each
+    device has ``templates / devices`` chunks more than the population fills, for those.
+    """
     program = static.program_for(devices[0].platform)
     chunk = _chunk_size(space, static, data.input_shape, data.num_classes, program,
                         devices[0])
-    if program == "accelerator":
-        share = -(-population // len(devices)) // static.templates
-        chunk = min(chunk, 1 << max(0, share.bit_length() - 1))
-    return population_layout(population, chunk, len(devices), static.population_rounding)
+    if program != "accelerator":
+        return population_layout(population, chunk, len(devices), static.population_rounding)
+    share = -(-population // len(devices)) // (_CHUNKS_PER_TEMPLATE * static.templates)
+    chunk = min(chunk, 1 << max(0, share.bit_length() - 1))
+    layout = population_layout(population, chunk, len(devices), static.population_rounding)
+    # Room for each template's last, partly filled chunk besides the population's whole
+    # ones; a chunk left empty runs nothing.
+    extra = -(-static.templates // len(devices))
+    return PopulationLayout(layout.devices, layout.num_chunks + extra, layout.chunk)
 
 
 def _placed_keys(devices: tuple[jax.Device, ...], layout,

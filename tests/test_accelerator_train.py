@@ -1,0 +1,69 @@
+"""The accelerator program in the trainer: it trains like the CPU program, and its
+chunks are sized from memory."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+import jaxnas.spaces
+from jaxnas import data
+from jaxnas.nn import ModelConfig, make_model
+from jaxnas.train import TrainConfig, _programs, _trainer, program_cost, put_data, train_population
+
+DIGITS = (8, 8, 1)
+CLASSES = 10
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return put_data(data.load("digits"))
+
+
+CONFIG = TrainConfig(steps=3, batch_size=16, curve_points=3, model=ModelConfig(width=4),
+                     eval_batch_size=64)
+
+
+@pytest.mark.parametrize("space_name", ["nasbench201"])
+def test_accelerator_program_trains_like_the_cpu_program(space_name, digits):
+    """Same candidates and minibatches: the same losses, accuracies, curves, parameters,
+    running statistics and optimiser state, fresh and continued; and the accounting
+    matches the plan the trainer ran."""
+    space = jaxnas.spaces.get(space_name)
+    archs = space.sample(jax.random.key(11), 9).to_numpy()
+    cpu = dataclasses.replace(CONFIG, program="cpu")
+    accelerator = dataclasses.replace(CONFIG, program="accelerator", templates=3, chunk_size=2)
+    results = {}
+    for config in (cpu, accelerator):
+        first = train_population(jax.random.key(0), space, archs, digits, config)
+        results[config.program] = first, train_population(
+            jax.random.key(0), space, archs, digits, config, state=first.state)
+    for expected, got in zip(results["cpu"], results["accelerator"], strict=True):
+        for name in ("val_loss", "val_acc", "train_curve"):
+            np.testing.assert_allclose(getattr(got, name), getattr(expected, name),
+                                       rtol=1e-4, atol=1e-5)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+                     got.state.candidates(), expected.state.candidates())
+    cost = program_cost(space, archs, digits, accelerator)
+    assert cost.program == "accelerator" and cost.layout.chunk == 2  # 9 // 3 templates: 3 -> 2
+    assert (cost.executed.sum() < 9 * make_model(space, DIGITS, CLASSES,
+                                                 CONFIG.model).executed_flops)
+
+
+def test_chunks_are_sized_from_memory():
+    """The compiled step's memory analysis sizes chunks: NAS-Bench-201 cells at width 16,
+    batch 64 on CIFAR-shaped inputs get chunks of 256 or more from 80 GB; a budget below
+    one candidate is one clear line."""
+    space = jaxnas.spaces.get("nasbench201")
+    config = TrainConfig(batch_size=64, model=ModelConfig(width=16), program="accelerator",
+                         memory_budget_mb=int(0.8 * 80e9 / 2**20))
+    device = jax.devices()[0]
+    chunk = _trainer._chunk_size(space, config, (32, 32, 3), 10, "accelerator", device)
+    assert chunk >= 256
+    tight = dataclasses.replace(config, memory_budget_mb=8)
+    with pytest.raises(MemoryError, match=r"one candidate needs about \d+ MiB"):
+        _trainer._chunk_size(space, tight, (32, 32, 3), 10, "accelerator", device)
+    per_candidate, _ = _programs.chunk_memory(
+        _programs.model_of(space, (32, 32, 3), 10, config.model), config)
+    assert per_candidate > 2**20

@@ -103,7 +103,7 @@ def _memory_worker(space_name: str, shape: tuple[int, ...], chunk: int, program:
     from jaxnas import spaces
     from jaxnas.data import Dataset
     from jaxnas.nn import ModelConfig
-    from jaxnas.train import TrainConfig, _programs, put_data, train_population
+    from jaxnas.train import TrainConfig, _memory, _programs, put_data, train_population
 
     space = spaces.get(space_name)
     config = TrainConfig(steps=5, batch_size=64, model=ModelConfig(width=16), program=program,
@@ -113,7 +113,7 @@ def _memory_worker(space_name: str, shape: tuple[int, ...], chunk: int, program:
     y = rng.integers(0, 10, 512).astype(np.int32)
     data = put_data(Dataset(name="random", x_train=x, y_train=y, x_val=x[:64], y_val=y[:64],
                             x_test=x[:64], y_test=y[:64], num_classes=10, input_shape=shape))
-    per_candidate, fixed = _programs.chunk_memory(
+    per_candidate, fixed = _memory.chunk_memory(
         _programs.model_of(space, shape, 10, config.model), config)
     archs = space.sample(jax.random.key(1), chunk)
     train_population(jax.random.key(0), space, archs, data, config)  # compiles
@@ -144,7 +144,7 @@ def memory() -> None:
 
     from jaxnas import spaces
     from jaxnas.nn import ModelConfig
-    from jaxnas.train import TrainConfig, _programs, _trainer
+    from jaxnas.train import TrainConfig, _memory, _programs
 
     rows = []
     for space_name, shape, chunk in (("nasbench201", (8, 8, 1), 64),
@@ -165,9 +165,9 @@ def memory() -> None:
     space = spaces.get("nasbench201")
     config = TrainConfig(batch_size=64, model=ModelConfig(width=16), program="accelerator",
                          memory_budget_mb=int(0.8 * 80e9 / 2**20))
-    chunk_80gb = _trainer._chunk_size(space, config, (32, 32, 3), 10, "accelerator",
+    chunk_80gb = _memory.chunk_size_for(space, config, (32, 32, 3), 10, "accelerator",
                                       jax.devices()[0])
-    per_candidate, fixed = _programs.chunk_memory(
+    per_candidate, fixed = _memory.chunk_memory(
         _programs.model_of(space, (32, 32, 3), 10, config.model), config)
     lines = ["# Accelerator program: chunk memory, estimated and measured", "",
              f"Machine: {_machine()}. Estimate: XLA's memory analysis of one compiled "

@@ -10,7 +10,7 @@ import pytest
 import jaxnas.spaces
 from jaxnas import data
 from jaxnas.nn import ModelConfig, make_model
-from jaxnas.train import TrainConfig, _programs, _trainer, program_cost, put_data, train_population
+from jaxnas.train import TrainConfig, _memory, _programs, program_cost, put_data, train_population
 
 DIGITS = (8, 8, 1)
 CLASSES = 10
@@ -59,11 +59,11 @@ def test_chunks_are_sized_from_memory():
     config = TrainConfig(batch_size=64, model=ModelConfig(width=16), program="accelerator",
                          memory_budget_mb=int(0.8 * 80e9 / 2**20))
     device = jax.devices()[0]
-    chunk = _trainer._chunk_size(space, config, (32, 32, 3), 10, "accelerator", device)
+    chunk = _memory.chunk_size_for(space, config, (32, 32, 3), 10, "accelerator", device)
     assert chunk >= 256
     tight = dataclasses.replace(config, memory_budget_mb=8)
     with pytest.raises(MemoryError, match=r"one candidate needs about \d+ MiB"):
-        _trainer._chunk_size(space, tight, (32, 32, 3), 10, "accelerator", device)
-    per_candidate, _ = _programs.chunk_memory(
+        _memory.chunk_size_for(space, tight, (32, 32, 3), 10, "accelerator", device)
+    per_candidate, _ = _memory.chunk_memory(
         _programs.model_of(space, (32, 32, 3), 10, config.model), config)
     assert per_candidate > 2**20

@@ -18,8 +18,8 @@ from jaxnas.nn._compact import compute_nodes
 from jaxnas.train import (
     TrainConfig,
     TrainState,
+    _memory,
     _programs,
-    _trainer,
     batch_indices,
     evaluate,
     make_train,
@@ -289,10 +289,10 @@ def test_memory_budget_sets_the_chunk(dataset):
     shape, classes = dataset.input_shape, dataset.num_classes
     device = jax.devices()[0]
     with pytest.raises(MemoryError, match="more than the 1 MiB budget"):
-        _trainer._chunk_size(SPACE, tight, shape, classes, "select", device)
-    assert _trainer._chunk_size(SPACE, roomy, shape, classes, "select", device) > 1000
+        _memory.chunk_size_for(SPACE, tight, shape, classes, "select", device)
+    assert _memory.chunk_size_for(SPACE, roomy, shape, classes, "select", device) > 1000
     # The CPU program runs candidates one at a time (branching nodes), whatever the budget.
-    assert _trainer._chunk_size(SPACE, roomy, shape, classes, "cpu", device) == 1
+    assert _memory.chunk_size_for(SPACE, roomy, shape, classes, "cpu", device) == 1
 
 
 def test_bad_input_is_named(pool, device_data, first_run):

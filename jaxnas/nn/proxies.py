@@ -49,8 +49,9 @@ import numpy as np
 
 from jaxnas.arch import Arch
 from jaxnas.nn._layout import ModelConfig
-from jaxnas.nn._model import STAT_KEYS, Model, Params, make_model
+from jaxnas.nn._model import Model, make_model
 from jaxnas.nn._model import node_values as _model_node_values
+from jaxnas.nn._params import STAT_KEYS, Params
 
 PROXIES = ("synflow", "naswot", "grad_norm", "snip", "jacob_cov")
 _EPS = 1e-5

@@ -9,29 +9,15 @@ device (every process after ``initialize_distributed``).
 
 from jaxnas.train._config import OPTIMIZERS, PROGRAMS, SCHEDULES, Hyperparams, TrainConfig
 from jaxnas.train._distributed import initialize_distributed
+from jaxnas.train._evaluate import evaluate, make_evaluate
 from jaxnas.train._layout import PopulationLayout, population_layout
-from jaxnas.train._programs import (
-    TrainState,
-    batch_indices,
-    pad_rows,
-    stack_candidates,
-    take_candidates,
-)
+from jaxnas.train._memory import memory_budget
+from jaxnas.train._placement import DeviceData, put_data
+from jaxnas.train._plans import ProgramCost, program_cost, template_family
+from jaxnas.train._state import TrainState, pad_rows, stack_candidates, take_candidates
+from jaxnas.train._steps import batch_indices
 from jaxnas.train._templates import Family, Plan, plan
-from jaxnas.train._trainer import (
-    DeviceData,
-    ProgramCost,
-    TrainResult,
-    evaluate,
-    init_state,
-    make_evaluate,
-    make_train,
-    memory_budget,
-    program_cost,
-    put_data,
-    template_family,
-    train_population,
-)
+from jaxnas.train._trainer import TrainResult, init_state, make_train, train_population
 
 __all__ = [
     "OPTIMIZERS", "PROGRAMS", "SCHEDULES", "DeviceData", "Family", "Hyperparams", "Plan",

@@ -11,8 +11,6 @@ jit caches them per data shapes; architectures, keys and swept numbers are trace
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,195 +19,25 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
-from jaxnas.arch import Arch
 from jaxnas.nn import Model, ModelConfig, compact, compute_nodes, make_model, with_stats
 from jaxnas.spaces import Space
 from jaxnas.train._config import Hyperparams, TrainConfig, make_optimizer
 from jaxnas.train._layout import PopulationLayout
-
-AXIS = "population"
-KEY_IMPL = "threefry2x32"
-
-
-class TrainState(NamedTuple):
-    """Everything a later ``train(..., state=state)`` call continues from.
-
-    Attributes:
-      params: model parameters, every leaf with leading axis P.
-      opt_state: optax state, every leaf with leading axis P.
-      batch_key: (P, 2) uint32 raw threefry key data of the minibatch order (rows all
-        equal with shared batches). Raw data, not a typed key: the order is meant to be
-        re-derived (``fold_in`` per epoch) by every later call.
-      diverged: (P,) bool, a training loss was NaN or infinite at some step.
-      step: () int32, optimiser steps done so far (the schedule's position).
-    """
-
-    params: Any
-    opt_state: Any
-    batch_key: jax.Array
-    diverged: jax.Array
-    step: jax.Array
-
-    def candidates(self) -> dict[str, Any]:
-        """The per-candidate fields (every leaf with leading axis P), by name."""
-        return {name: getattr(self, name) for name in _CANDIDATE_FIELDS}
-
-    def map_candidates(self, fn: Callable[[jax.Array], jax.Array]) -> TrainState:
-        """The state with ``fn`` applied to every per-candidate leaf; ``step`` is kept."""
-        return self._replace(**jax.tree.map(fn, self.candidates()))
-
-
-_CANDIDATE_FIELDS = ("params", "opt_state", "batch_key", "diverged")
-
-
-def pad_rows(leaf, size: int):
-    """``leaf`` (P, ...) padded to (size, ...) with copies of row 0, so padding
-    candidates are real ones (numpy in, numpy out; jax in, a new jax array out)."""
-    xp = np if isinstance(leaf, np.ndarray) else jnp
-    return xp.concatenate([leaf, xp.repeat(leaf[:1], size - leaf.shape[0], axis=0)])
-
-
-def take_candidates(state: TrainState, index) -> TrainState:
-    """Candidates of a population state: ``index`` an int (one candidate, no leading
-    axis) or an array of rows; ``step`` is shared."""
-    return state.map_candidates(lambda leaf: leaf[index])
-
-
-def stack_candidates(states: list[TrainState]) -> TrainState:
-    """One population state of single-candidate states (``take_candidates(s, i)``); the
-    step is the first's."""
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *(s.candidates() for s in states))
-    return states[0]._replace(**stacked)
-
-
-@functools.lru_cache(maxsize=16)
-def mesh_of(devices: tuple[jax.Device, ...]) -> jax.sharding.Mesh:
-    """The 1-D mesh whose only axis carries the population."""
-    return jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+from jaxnas.train._state import AXIS, KEY_IMPL, TrainState, mesh_of, pad_rows
+from jaxnas.train._steps import (
+    Program,
+    batch_indices,
+    eval_batches,
+    loss_fn,
+    over_candidates,
+    validate,
+)
 
 
 @functools.lru_cache(maxsize=32)
 def model_of(space: Space, input_shape: tuple[int, ...], num_classes: int,
              config: ModelConfig) -> Model:
     return make_model(space, input_shape, num_classes, config)
-
-
-class Program(NamedTuple):
-    """How a chunk runs its candidates (static; see ``TrainConfig.program``).
-
-    Attributes:
-      branch: one candidate at a time, not vmapped, each node running only its own op
-        under ``lax.switch`` (the CPU program; chunks of one).
-      templates: the typed slot templates of the accelerator program (candidates are
-        ``Compact`` forms placed for their chunk's template), or None: the padded
-        select program (every slot the largest kernel; ``Arch`` or ``Compact``).
-    """
-
-    branch: bool = False
-    templates: tuple[tuple[int, ...], ...] | None = None
-
-    @property
-    def branches(self) -> tuple[tuple[int, ...] | None, ...]:
-        return (None,) if self.templates is None else self.templates
-
-
-def loss_fn(model: Model, params: Any, arch: Arch, x: jax.Array, y: jax.Array, *,
-            branch: bool = False, template: tuple[int, ...] | None = None
-            ) -> tuple[jax.Array, Any]:
-    """(Mean cross-entropy of one architecture on a batch x (B, ...), y (B,) in training
-    mode, the updated running statistics of its batch norms)."""
-    logits, stats = model.apply_train(params, arch, x, branch=branch, template=template)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), stats
-
-
-def over_candidates(fn, in_axes: tuple, branch: bool):
-    """``fn`` of one candidate mapped over a chunk of candidates (axis 0 of the arguments
-    whose ``in_axes`` entry is 0, and of every output).
-
-    With ``branch`` the chunk holds one candidate, run without vmap so the model can
-    branch (``apply(..., branch=True)``): each node then runs only its own op, which on
-    a CPU beats any batching of the chunk's different ops (see ``docs/performance.md``).
-    """
-    if not branch:
-        return jax.vmap(fn, in_axes)
-
-    def one(*args):
-        args = [jax.tree.map(lambda a: a[0], arg) if axis == 0 else arg
-                for arg, axis in zip(args, in_axes, strict=True)]
-        return jax.tree.map(lambda a: a[None], fn(*args))
-
-    return one
-
-
-def batch_indices(key: jax.Array, start: jax.Array, steps: int, num_examples: int,
-                  batch_size: int) -> jax.Array:
-    """(steps, batch_size) int32 example indices of global steps start..start+steps-1.
-
-    Epoch e is the permutation drawn from ``fold_in(key, e)``; step t takes the
-    (t mod steps_per_epoch)-th slice of epoch t // steps_per_epoch (the remainder of an
-    epoch is dropped). The order depends only on (key, t), so a run continued over
-    several calls sees the same minibatches as one long run, and this function gives
-    the trainer's minibatches for a ``TrainState.batch_key`` (or ``train``'s
-    ``batch_key``) whatever the caller's ``jax.threefry_partitionable`` setting.
-    """
-    per_epoch = num_examples // batch_size
-    first_epoch = start // per_epoch
-    # A window of `steps` consecutive steps touches at most this many epochs.
-    num_epochs = (steps - 1) // per_epoch + 2
-    epochs = first_epoch + jnp.arange(num_epochs)
-
-    def permutation(epoch):
-        # One sort of random bits (a stable argsort, so ties still give a permutation)
-        # compiles far smaller than jax.random.permutation's repeated shuffles. The bits
-        # are the trainer's (its non-partitionable threefry) wherever this is called.
-        with jax.threefry_partitionable(False):
-            bits = jax.random.bits(jax.random.fold_in(key, epoch), (num_examples,),
-                                   jnp.uint32)
-        return jnp.argsort(bits)
-
-    perms = jax.vmap(permutation)(epochs)
-    step = start + jnp.arange(steps)
-    rows = (step // per_epoch - first_epoch)[:, None]
-    cols = ((step % per_epoch) * batch_size)[:, None] + jnp.arange(batch_size)[None, :]
-    return perms[rows, cols].astype(jnp.int32)
-
-
-def eval_batches(x: jax.Array, y: jax.Array, eval_batch_size: int):
-    """Splits a split into equal batches: x (nb, eb, ...), y (nb, eb), weight (nb, eb)."""
-    n = x.shape[0]
-    size = min(eval_batch_size, n)
-    count = -(-n // size)
-    extra = count * size - n
-    x = jnp.pad(x, [(0, extra)] + [(0, 0)] * (x.ndim - 1))
-    y = jnp.pad(y, (0, extra))
-    weight = (jnp.arange(count * size) < n).astype(jnp.float32)
-    return (x.reshape(count, size, *x.shape[1:]), y.reshape(count, size),
-            weight.reshape(count, size))
-
-
-def validate(model: Model, params: Any, archs: Arch, x_batches: jax.Array,
-             y_batches: jax.Array, weights: jax.Array, *, branch: bool,
-             template: tuple[int, ...] | None = None) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy and accuracy, each (C,), of C candidates over ``eval_batches``
-    (``branch``, ``template``: as for ``Model.apply``)."""
-
-    def one(params, arch, x, y):
-        logits = model.apply(params, arch, x, branch=branch, template=template)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        return loss, (jnp.argmax(logits, -1) == y).astype(jnp.float32)
-
-    def body(totals, batch):
-        x, y, weight = batch
-        loss, correct = over_candidates(one, (0, 0, None, None), branch)(params, archs, x, y)
-        # Padding rows may hold any value; `where` keeps them out even if not finite.
-        loss = jnp.where(weight[None, :] > 0, loss, 0.0).sum(-1)
-        correct = (correct * weight[None, :]).sum(-1)
-        return (totals[0] + loss, totals[1] + correct), None
-
-    zeros = jnp.zeros(archs.ops.shape[:1], jnp.float32)
-    (loss, correct), _ = jax.lax.scan(body, (zeros, zeros), (x_batches, y_batches, weights))
-    total = weights.sum()
-    return loss / total, correct / total
 
 
 def _zero_hyper() -> Hyperparams:
@@ -291,25 +119,10 @@ def derive_keys_program(size: int):
     return jax.jit(derive)
 
 
-@functools.lru_cache(maxsize=64)
-def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
-                  num_classes: int, devices: tuple[jax.Device, ...], layout: PopulationLayout,
-                  from_key: bool, program: Program):
-    """The jitted training program for one static setting.
-
-    Args (of the returned function): ``start_from`` (a padded TrainState, donated; or,
-    with ``from_key``, the raw key data (init (size, 2), batch (2,)) from which candidates
-    are initialised chunk by chunk), archs (padded), chunk_templates ((devices *
-    num_chunks,) int32: each chunk's template in ``program.templates``, or
-    ``len(program.templates)`` for a chunk of padding only, which runs nothing; zeros
-    without templates), Hyperparams, x_train, y_train, x_val, y_val.
-
-    Returns:
-      ((val_loss, val_acc, curve), state): metrics replicated on every device, state
-      sharded by candidate, None without ``config.keep_state``.
-    """
-    model = model_of(space, input_shape, num_classes, config.model)
-    mesh = mesh_of(devices)
+def _chunk_trainer(model: Model, config: TrainConfig, program: Program):
+    """``train_chunk(candidates, archs, start, hyper, data, template=None)``: trains one
+    chunk (candidates lead with the chunk axis) through every step of ``config`` and
+    validates it; returns (candidates, (val_loss, val_acc, curve))."""
     steps = config.steps
     curve_points = min(config.curve_points, steps)
     segment = np.arange(steps) * curve_points // steps
@@ -358,6 +171,31 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
         metrics = (jnp.where(failed, jnp.inf, val_loss), jnp.where(failed, 0.0, val_acc),
                    curve.T)
         return (params, opt_state, batch_keys, diverged), metrics
+
+    return train_chunk
+
+
+@functools.lru_cache(maxsize=64)
+def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
+                  num_classes: int, devices: tuple[jax.Device, ...], layout: PopulationLayout,
+                  from_key: bool, program: Program):
+    """The jitted training program for one static setting.
+
+    Args (of the returned function): ``start_from`` (a padded TrainState, donated; or,
+    with ``from_key``, the raw key data (init (size, 2), batch (2,)) from which candidates
+    are initialised chunk by chunk), archs (padded), chunk_templates ((devices *
+    num_chunks,) int32: each chunk's template in ``program.templates``, or
+    ``len(program.templates)`` for a chunk of padding only, which runs nothing; zeros
+    without templates), Hyperparams, x_train, y_train, x_val, y_val.
+
+    Returns:
+      ((val_loss, val_acc, curve), state): metrics replicated on every device, state
+      sharded by candidate, None without ``config.keep_state``.
+    """
+    model = model_of(space, input_shape, num_classes, config.model)
+    mesh = mesh_of(devices)
+    curve_points = min(config.curve_points, config.steps)
+    train_chunk = _chunk_trainer(model, config, program)
 
     def idle(candidates, archs, start, hyper, data):
         """A chunk of padding candidates: nothing runs."""
@@ -415,51 +253,9 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
         metrics = jax.lax.with_sharding_constraint(metrics, replicated)
         if not config.keep_state:
             return metrics, None
-        return metrics, TrainState(*candidates, step=start + steps)
+        return metrics, TrainState(*candidates, step=start + config.steps)
 
     return jax.jit(run, donate_argnums=() if from_key else (0,))
-
-
-@functools.lru_cache(maxsize=16)
-def gather_program(devices: tuple[jax.Device, ...]):
-    """Jitted: (a state, rows (R,) int32) -> a fresh state of those rows, sharded by
-    candidate over ``devices`` (R a multiple of their number); the step is kept.
-
-    The output never aliases the input, so the training program may donate it.
-    """
-    mesh = mesh_of(devices)
-    by_candidate = NamedSharding(mesh, Spec(AXIS))
-
-    def gather(state: TrainState, index: jax.Array) -> TrainState:
-        rows = take_candidates(state, index)
-        return rows._replace(step=jnp.asarray(state.step, jnp.int32) + 0)
-
-    shardings = TrainState(by_candidate, by_candidate, by_candidate, by_candidate,
-                           NamedSharding(mesh, Spec()))
-    return jax.jit(gather, out_shardings=shardings)
-
-
-@functools.lru_cache(maxsize=4)
-def rows_program():
-    """Jitted: (a state, rows (R,) int32) -> a state of those R candidates."""
-
-    def rows(state: TrainState, index: jax.Array) -> TrainState:
-        return take_candidates(state, index)
-
-    return jax.jit(rows)
-
-
-@functools.lru_cache(maxsize=4)
-def merge_program():
-    """Jitted: (states of consecutive groups, order (P,) int32) -> one state whose row i
-    is row ``order[i]`` of the groups' concatenation."""
-
-    def merge(states: tuple[TrainState, ...], order: jax.Array) -> TrainState:
-        merged = jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[order],
-                              *(s.candidates() for s in states))
-        return states[0]._replace(**merged)
-
-    return jax.jit(merge)
 
 
 @functools.lru_cache(maxsize=16)
@@ -500,48 +296,3 @@ def validity_program(space: Space):
     return jax.jit(jax.vmap(space.is_valid))
 
 
-def chunk_memory(model: Model, config: TrainConfig) -> tuple[int, int]:
-    """(bytes per candidate, fixed bytes) of a vmapped chunk's working memory.
-
-    From XLA's own memory analysis of one compiled training step (value, gradient and
-    optimiser update) and one evaluation batch, vmapped over chunks of 2 and 4
-    candidates in the padded select program: every slot the largest kernel, the most
-    that any chunk of the accelerator program runs.
-    """
-    params = jax.eval_shape(model.init, jax.random.key(0))
-    n = model.layout.num_nodes
-    arch = Arch(adj=jax.ShapeDtypeStruct((n, n), jnp.int8),
-                ops=jax.ShapeDtypeStruct((n,), jnp.int32))
-    input_shape = model.layout.input_shape
-    optimizer = make_optimizer(config, _zero_hyper(), jnp.zeros((), jnp.int32))
-
-    def train_step(params, opt_state, arch, x, y):
-        (_, stats), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-            model, params, arch, x, y)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return with_stats(optax.apply_updates(params, updates), stats), opt_state
-
-    def evaluate(params, arch, x):
-        return model.apply(params, arch, x)
-
-    def peak(chunk: int) -> int:
-        def stacked(tree):
-            return jax.tree.map(lambda s: jax.ShapeDtypeStruct((chunk, *s.shape), s.dtype),
-                                tree)
-
-        batch = config.batch_size
-        x = jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32)
-        y = jax.ShapeDtypeStruct((batch,), jnp.int32)
-        opt_state = jax.eval_shape(optimizer.init, params)
-        total = 0
-        for fn, args in ((jax.vmap(train_step, (0, 0, 0, None, None)),
-                          (stacked(params), stacked(opt_state), stacked(arch), x, y)),
-                         (jax.vmap(evaluate, (0, 0, None)), (stacked(params), stacked(arch), x))):
-            stats = jax.jit(fn).lower(*args).compile().memory_analysis()
-            total = max(total, stats.argument_size_in_bytes + stats.output_size_in_bytes
-                        + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
-        return total
-
-    two, four = peak(2), peak(4)
-    per_candidate = max((four - two) // 2, 1)
-    return per_candidate, max(two - 2 * per_candidate, 0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -24,12 +23,19 @@ from jax.sharding import PartitionSpec as Spec
 
 from jaxnas.arch import Arch, ArchError
 from jaxnas.data import Dataset
-from jaxnas.nn import Compact, Model, executed_flops
 from jaxnas.spaces import Space
-from jaxnas.train import _programs, _templates
+from jaxnas.train import _programs, _state
 from jaxnas.train._config import Hyperparams, TrainConfig
-from jaxnas.train._layout import PopulationLayout, population_layout, round_up
-from jaxnas.train._programs import AXIS, KEY_IMPL, TrainState, pad_rows
+from jaxnas.train._layout import round_up
+from jaxnas.train._placement import (
+    DeviceData,
+    device_tuple,
+    global_array,
+    host_population,
+    put_data,
+)
+from jaxnas.train._plans import padded_layout, program_rows
+from jaxnas.train._state import AXIS, KEY_IMPL, TrainState, pad_rows
 
 
 class TrainResult(NamedTuple):
@@ -50,40 +56,6 @@ class TrainResult(NamedTuple):
     train_curve: np.ndarray
     params: Any
     state: TrainState | None
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class DeviceData:
-    """A dataset's train and validation splits placed (replicated) on a device mesh.
-
-    Build it once with ``put_data`` and pass it to every ``train`` call, so the arrays
-    cross to the devices once.
-    """
-
-    x_train: jax.Array  # (n_train, *input_shape) float32
-    y_train: jax.Array  # (n_train,) int32
-    x_val: jax.Array  # (n_val, *input_shape) float32
-    y_val: jax.Array  # (n_val,) int32
-    num_classes: int
-    devices: tuple[jax.Device, ...]
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
-
-
-def put_data(data: Dataset, devices: Sequence[jax.Device] | None = None) -> DeviceData:
-    """Copies ``data``'s train and validation splits to ``devices`` (default: all)."""
-    devices = _device_tuple(devices)
-    replicated = NamedSharding(_programs.mesh_of(devices), Spec())
-    return DeviceData(
-        x_train=_global(np.asarray(data.x_train, np.float32), replicated),
-        y_train=_global(np.asarray(data.y_train, np.int32), replicated),
-        x_val=_global(np.asarray(data.x_val, np.float32), replicated),
-        y_val=_global(np.asarray(data.y_val, np.int32), replicated),
-        num_classes=int(data.num_classes),
-        devices=devices,
-    )
 
 
 def make_train(space: Space, config: TrainConfig | None = None,
@@ -109,7 +81,7 @@ def make_train(space: Space, config: TrainConfig | None = None,
       not depend on the chunk size, the padding or the number of devices beyond float
       rounding.
     """
-    devices = _device_tuple(devices)
+    devices = device_tuple(devices)
     config = TrainConfig() if config is None else config
     static = config.static()
     hyper = config.hyperparams()
@@ -126,15 +98,15 @@ def make_train(space: Space, config: TrainConfig | None = None,
         if static.batch_size > n_train:
             raise ValueError(f"batch_size {static.batch_size} exceeds the {n_train} "
                              "training examples")
-        adj, ops = _host_population(space, archs)
+        adj, ops = host_population(space, archs)
         population = ops.shape[0]
         # Checked at a rounded size (copies of row 0): one validity program for many P.
         rounded = round_up(population, 1)
         _check_valid(space, pad_rows(adj, rounded), pad_rows(ops, rounded))
         if state is not None:
             _check_state(state, population)
-        replicated = NamedSharding(_programs.mesh_of(devices), Spec())
-        numbers = Hyperparams(*(_global(np.float32(v), replicated) for v in hyper))
+        replicated = NamedSharding(_state.mesh_of(devices), Spec())
+        numbers = Hyperparams(*(global_array(np.float32(v), replicated) for v in hyper))
         # The non-partitionable threefry compiles a model's initialisation about 3x
         # faster on CPU; each device draws its own candidates' numbers, so nothing is lost.
         with jax.threefry_partitionable(False):
@@ -150,42 +122,13 @@ def make_train(space: Space, config: TrainConfig | None = None,
     return train
 
 
-# Chunks per template a device's share is cut into, at least (see _layout): at P=1024,
-# 6 templates, chunks of 32 execute 0.83 useful FLOPs on NAS-Bench-201 cells, of 128 0.65
-# (benchmarks/results/accelerator_flops.md).
-_CHUNKS_PER_TEMPLATE = 4
-
-
-def _layout(space: Space, static: TrainConfig, data: DeviceData,
-            devices: tuple[jax.Device, ...], population: int) -> PopulationLayout:
-    """The padded layout of P candidates on ``devices`` (chunk size under the budget).
-
-    The accelerator program's chunks hold at most a 1 / (4 * templates) share of a
-    device's candidates (a power of two): each template then fills chunks of its own and
-    its last, partly filled chunk (padding that runs) is a small part of its work; each
-    device has ``templates / devices`` chunks more than the population fills, for those.
-    """
-    program = static.program_for(devices[0].platform)
-    chunk = _chunk_size(space, static, data.input_shape, data.num_classes, program,
-                        devices[0])
-    if program != "accelerator":
-        return population_layout(population, chunk, len(devices), static.population_rounding)
-    share = -(-population // len(devices)) // (_CHUNKS_PER_TEMPLATE * static.templates)
-    chunk = min(chunk, 1 << max(0, share.bit_length() - 1))
-    layout = population_layout(population, chunk, len(devices), static.population_rounding)
-    # Room for each template's last, partly filled chunk besides the population's whole
-    # ones; a chunk left empty runs nothing.
-    extra = -(-static.templates // len(devices))
-    return PopulationLayout(layout.devices, layout.num_chunks + extra, layout.chunk)
-
-
 def _placed_keys(devices: tuple[jax.Device, ...], layout,
                  keys: tuple[np.ndarray, np.ndarray]) -> tuple[jax.Array, jax.Array]:
     """Init key data (P, 2) padded to the layout and sharded by candidate, and the
     replicated batch key data."""
-    mesh = _programs.mesh_of(devices)
-    return (_global(pad_rows(keys[0], layout.size), NamedSharding(mesh, Spec(AXIS))),
-            _global(keys[1], NamedSharding(mesh, Spec())))
+    mesh = _state.mesh_of(devices)
+    return (global_array(pad_rows(keys[0], layout.size), NamedSharding(mesh, Spec(AXIS))),
+            global_array(keys[1], NamedSharding(mesh, Spec())))
 
 
 def _fresh_state(space: Space, static: TrainConfig, data: DeviceData,
@@ -198,36 +141,6 @@ def _fresh_state(space: Space, static: TrainConfig, data: DeviceData,
     )(*_placed_keys(devices, layout, keys))
 
 
-class _Rows(NamedTuple):
-    """A population laid out for one program: the population row of each program row,
-    the program rows' architectures, each chunk's template and the program's form."""
-
-    order: np.ndarray
-    archs: Arch | Compact
-    chunk_templates: np.ndarray
-    program: _programs.Program
-
-
-def _rows(space: Space, static: TrainConfig, data: DeviceData, layout: PopulationLayout,
-          archs: Arch, platform: str) -> _Rows:
-    population = archs.ops.shape[0]
-    program = static.program_for(platform)
-    if program != "accelerator":
-        order = np.r_[np.arange(population), np.zeros(layout.size - population, np.int64)]
-        return _Rows(order, jax.tree.map(lambda a: a[order], archs),
-                     np.zeros(layout.devices * layout.num_chunks, np.int32),
-                     _programs.Program(branch=program == "cpu" and layout.chunk == 1))
-    model = _programs.model_of(space, data.input_shape, data.num_classes, static.model)
-    family = template_family(model, static.templates)
-    compacted = _programs.compact_program(model, space.max_nodes)(
-        jax.device_put(archs, jax.local_devices()[0]))
-    plan = _templates.plan(family, tuple(np.asarray(a) for a in (
-        compacted.adj, compacted.ops, compacted.node)), layout.devices, layout.num_chunks,
-        layout.chunk)
-    return _Rows(plan.order, Compact(*plan.archs), plan.chunk_templates,
-                 _programs.Program(templates=family.templates))
-
-
 def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ...],
                 data: DeviceData, archs: Arch, numbers: Hyperparams, *,
                 state: TrainState | None = None,
@@ -236,14 +149,14 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
     fresh ``keys`` (init key data (P, 2), batch key data); a program that runs out of
     device memory is tried again with chunks half as large."""
     population = archs.ops.shape[0]
-    layout = _layout(space, static, data, devices, population)
-    rows = _rows(space, static, data, layout, archs, devices[0].platform)
-    mesh = _programs.mesh_of(devices)
+    layout = padded_layout(space, static, data, devices, population)
+    rows = program_rows(space, static, data, layout, archs, devices[0].platform)
+    mesh = _state.mesh_of(devices)
     by_candidate = NamedSharding(mesh, Spec(AXIS))
-    placed = jax.tree.map(lambda a: _global(a, by_candidate), rows.archs)
+    placed = jax.tree.map(lambda a: global_array(a, by_candidate), rows.archs)
     from_key = state is None and not static.keep_state
     if state is not None:
-        start_from = _programs.gather_program(devices)(state, _global(
+        start_from = _state.gather_program(devices)(state, global_array(
             rows.order, NamedSharding(mesh, Spec())))
     elif static.keep_state:
         start_from = _fresh_state(space, static, data, devices, layout,
@@ -257,7 +170,7 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
         rows.program)
     try:
         (val_loss, val_acc, curve), new_state = program(
-            start_from, placed, _global(rows.chunk_templates, by_candidate), numbers,
+            start_from, placed, global_array(rows.chunk_templates, by_candidate), numbers,
             data.x_train, data.y_train, data.x_val, data.y_val)
     except jax.errors.JaxRuntimeError as error:
         if "RESOURCE_EXHAUSTED" not in str(error):
@@ -272,7 +185,7 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
     inverse = np.zeros(population, np.int64)
     inverse[rows.order[::-1]] = np.arange(len(rows.order))[::-1]
     if new_state is not None:
-        new_state = _programs.rows_program()(new_state, _global(
+        new_state = _state.rows_program()(new_state, global_array(
             inverse, NamedSharding(mesh, Spec())))
     return TrainResult(
         val_loss=np.asarray(val_loss)[inverse],
@@ -281,69 +194,6 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
         params=None if new_state is None else new_state.params,
         state=new_state,
     )
-
-
-class ProgramCost(NamedTuple):
-    """What ``train`` runs for a population: forward matmul FLOPs per example.
-
-    Attributes:
-      useful: (P,) each candidate's own (``Model.flops``).
-      executed: (size,) each program row's: the padded program's for "select", the
-        chunk's template for "accelerator" (0 in a chunk of padding only, which runs
-        nothing), the candidate's own for "cpu" (its nodes branch); padding rows
-        included.
-      program: the program ("cpu", "accelerator" or "select").
-      layout: the padded population layout.
-      templates: each program row's template (accelerator; -1 in padding chunks).
-    """
-
-    useful: np.ndarray
-    executed: np.ndarray
-    program: str
-    layout: PopulationLayout
-    templates: np.ndarray | None
-
-
-def program_cost(space: Space, archs: Arch, data: Dataset | DeviceData,
-                 config: TrainConfig | None = None,
-                 devices: Sequence[jax.Device] | None = None) -> ProgramCost:
-    """The cost accounting of ``train_population(key, space, archs, data, config)``: the
-    same layout and, for the accelerator program, the same plan (host work only)."""
-    config = TrainConfig() if config is None else config
-    devices = _device_tuple(devices)
-    if not isinstance(data, DeviceData):
-        data = put_data(data, devices)
-    static = config.static()
-    adj, ops = _host_population(space, archs)
-    archs = Arch(adj=adj, ops=ops)
-    model = _programs.model_of(space, data.input_shape, data.num_classes, static.model)
-    layout = _layout(space, static, data, devices, len(ops))
-    rows = _rows(space, static, data, layout, archs, devices[0].platform)
-    useful = np.asarray(model.flops(jax.device_put(archs, jax.local_devices()[0])), np.float64)
-    program = static.program_for(devices[0].platform)
-    if program == "cpu":
-        return ProgramCost(useful, useful[rows.order], program, layout, None)
-    if program == "select":
-        return ProgramCost(useful, np.full(layout.size, float(model.executed_flops)), program,
-                           layout, None)
-    per_template = [executed_flops(model.layout, template=t) for t in rows.program.templates]
-    used = np.repeat(rows.chunk_templates, layout.chunk)
-    idle = used == len(per_template)
-    executed = np.where(idle, 0.0, np.asarray(per_template + [0])[used])
-    return ProgramCost(useful, executed, program, layout, np.where(idle, -1, used))
-
-
-@functools.lru_cache(maxsize=16)
-def template_family(model: Model, templates: int = 6) -> _templates.Family:
-    """The slot templates of ``model``'s accelerator program (at most ``templates``):
-    chosen once, by a greedy cover of the executed FLOPs of 1,024 architectures that
-    the space samples with key 0; the first, the full template, fits every candidate."""
-    space = model.layout.space
-    sample = _programs.compact_program(model, space.max_nodes)(
-        space.sample(jax.random.key(0), 1024))
-    signatures = _templates.signatures(model.layout, np.asarray(sample.adj),
-                                       np.asarray(sample.ops))
-    return _templates.choose_family(model.layout, signatures, templates)
 
 
 @functools.lru_cache(maxsize=64)
@@ -374,7 +224,7 @@ def train_population(key: jax.Array, space: Space, archs: Arch, data: Dataset | 
       A ``TrainResult`` with leading axis P.
     """
     config = TrainConfig() if config is None else config
-    train = _cached_train(space, config, _device_tuple(devices))
+    train = _cached_train(space, config, device_tuple(devices))
     return train(key, archs, data, state, batch_key=batch_key)
 
 
@@ -398,49 +248,18 @@ def init_state(key: jax.Array, space: Space, population: int, data: Dataset | De
       devices: as for ``train_population``.
     """
     config = TrainConfig() if config is None else config
-    devices = _device_tuple(devices)
+    devices = device_tuple(devices)
     if not isinstance(data, DeviceData):
         data = put_data(data, devices)
     static = config.static()
-    layout = _layout(space, static, data, devices, population)
+    layout = padded_layout(space, static, data, devices, population)
     with jax.threefry_partitionable(False):
         init_keys, batch = _start_keys(key, batch_key, population, round_up(population, 1))
         state = _fresh_state(space, static, data, devices, layout,
                              (init_keys[:population], batch))
     if layout.size != population:
-        state = _programs.rows_program()(state, np.arange(population))
+        state = _state.rows_program()(state, np.arange(population))
     return state
-
-
-def evaluate(space: Space, archs: Arch, params: Any, x: np.ndarray, y: np.ndarray,
-             num_classes: int, config: TrainConfig | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-entropy and accuracy of trained candidates on any split (e.g. the test split).
-
-    Args:
-      space: the candidates' search space.
-      archs: P architectures.
-      params: their parameters (leaves with leading axis P), e.g. ``TrainResult.params``.
-      x: (n, *input_shape) examples.
-      y: (n,) integer labels.
-      num_classes: the model's number of classes.
-      config: supplies the model config and ``eval_batch_size`` (default ``TrainConfig()``).
-
-    Returns:
-      (loss (P,), accuracy (P,)) float32 host arrays; a non-finite loss becomes +inf.
-    """
-    config = TrainConfig() if config is None else config
-    model = _programs.model_of(space, tuple(x.shape[1:]), num_classes, config.model)
-    archs = Arch(adj=jnp.asarray(archs.adj, jnp.int8), ops=jnp.asarray(archs.ops, jnp.int32))
-    device = jax.devices()[0]
-    # The accelerator program's typed slots need host planning; evaluation is not hot,
-    # so vmapped chunks evaluate in the select program (the same function).
-    program = "cpu" if config.program_for(device.platform) == "cpu" else "select"
-    chunk = _chunk_size(space, config, tuple(x.shape[1:]), num_classes, program, device)
-    loss, acc = _programs.evaluate_program(model, config.eval_batch_size, chunk)(
-        params, archs, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
-    loss = np.asarray(loss)
-    return np.where(np.isfinite(loss), loss, np.inf).astype(np.float32), np.asarray(acc)
 
 
 def _key_data(key: jax.Array) -> np.ndarray:
@@ -481,32 +300,6 @@ def _one_key(key: jax.Array) -> np.ndarray:
     return data
 
 
-def _device_tuple(devices: Sequence[jax.Device] | None) -> tuple[jax.Device, ...]:
-    devices = tuple(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("the trainer needs at least one device")
-    return devices
-
-
-def _global(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A global array from a host array that every process holds in full."""
-    value = np.asarray(value)
-    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
-
-
-def _host_population(space: Space, archs: Arch) -> tuple[np.ndarray, np.ndarray]:
-    adj = np.asarray(archs.adj)
-    ops = np.asarray(archs.ops)
-    n = space.max_nodes
-    if ops.ndim != 2 or ops.shape[1] != n or adj.shape != (ops.shape[0], n, n):
-        raise ArchError(f"expected a population of {space.name} architectures with adj "
-                        f"(P, {n}, {n}) and ops (P, {n}); got adj {adj.shape}, ops {ops.shape}")
-    if ops.shape[0] == 0:
-        raise ArchError("cannot train an empty population")
-    return adj.astype(np.int8), ops.astype(np.int32)
-
-
-
 def _check_valid(space: Space, adj: np.ndarray, ops: np.ndarray) -> None:
     """Raises ArchError naming the first architecture the space rejects."""
     local = jax.local_devices()[0]
@@ -520,38 +313,6 @@ def _check_valid(space: Space, adj: np.ndarray, ops: np.ndarray) -> None:
     except ArchError as error:
         raise ArchError(f"architecture {index}: {error}") from None
     raise ArchError(f"architecture {index} is not a valid {space.name} architecture")
-
-
-@functools.lru_cache(maxsize=32)
-def _chunk_size(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
-                num_classes: int, program: str, device: jax.Device) -> int:
-    """The configured chunk; else 1 for the "cpu" program (each candidate runs alone and
-    its nodes branch), else the largest chunk whose working memory fits the budget."""
-    if config.chunk_size is not None:
-        return config.chunk_size
-    if program == "cpu":
-        return 1
-    model = _programs.model_of(space, input_shape, num_classes, config.model)
-    per_candidate, fixed = _programs.chunk_memory(model, config)
-    budget = memory_budget(config, device)
-    if budget < fixed + per_candidate:
-        raise MemoryError(
-            f"one candidate needs about {(fixed + per_candidate) / 2**20:.0f} MiB of working "
-            f"memory, more than the {budget / 2**20:.0f} MiB budget on {device.platform}; "
-            "lower the batch size or the width, or raise TrainConfig.memory_budget_mb")
-    return int((budget - fixed) // per_candidate)
-
-
-def memory_budget(config: TrainConfig, device: jax.Device) -> int:
-    """Bytes a chunk may use on ``device``: ``config.memory_budget_mb``, else
-    ``config.memory_fraction`` of the device allocator's limit (of the machine's memory
-    on a CPU) less what is in use."""
-    if config.memory_budget_mb is not None:
-        return config.memory_budget_mb * 2**20
-    stats = device.memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(config.memory_fraction * stats["bytes_limit"]) - stats.get("bytes_in_use", 0)
-    return int(config.memory_fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def _check_state(state: TrainState, population: int) -> None:
@@ -578,52 +339,3 @@ def _on_mesh(state: TrainState, replicated: NamedSharding) -> TrainState:
     return jax.tree.map(move, state)
 
 
-def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
-                  population: int, devices: Sequence[jax.Device] | None = None):
-    """A pure, jittable ``evaluate(key, archs) -> val_loss (P,)`` for ``run_fused``.
-
-    The same training program as ``train`` (chunks, shards, padding to the layout's
-    size), without host steps, so a whole search (ask, train, tell for G
-    generations) can run inside one ``lax.scan`` under one ``jit``. Candidate i of
-    a call starts from ``fold_in(split(key)[0], i)`` and the minibatch order from
-    ``split(key)[1]``, exactly as ``train(key, archs, data)``; the architectures must
-    be valid (strategies only ask valid ones). Diverged candidates get +inf.
-
-    Args:
-      space: the search space.
-      config: the training configuration (parameters are not kept); its program must
-        be traceable: "cpu" or "select" ("auto" picks "select" off the CPU), since the
-        accelerator program places candidates on the host.
-      data: the dataset (copied to the devices once, here).
-      population: P, the number of architectures of every call.
-      devices: devices sharing the population axis (default: all).
-    """
-    if config.program == "accelerator":
-        # Templates are chosen on the host from the architectures' values, which a traced
-        # population does not have.
-        raise ValueError("make_evaluate traces the population: it runs the 'cpu' or "
-                         "'select' program, not 'accelerator'")
-    devices = _device_tuple(devices)
-    platform = devices[0].platform
-    program = "cpu" if config.program_for(platform) == "cpu" else "select"
-    static = dataclasses.replace(config.static(), keep_state=False, program=program)
-    if not isinstance(data, DeviceData):
-        data = put_data(data, devices)
-    chunk = _chunk_size(space, static, data.input_shape, data.num_classes, program, devices[0])
-    layout = population_layout(population, chunk, len(devices), static.population_rounding)
-    no_templates = _global(np.zeros(layout.devices * layout.num_chunks, np.int32),
-                           NamedSharding(_programs.mesh_of(devices), Spec(AXIS)))
-    train_program = _programs.train_program(
-        space, static, data.input_shape, data.num_classes, devices, layout, True,
-        _programs.Program(branch=program == "cpu" and layout.chunk == 1))
-    hyper = Hyperparams(*(jnp.float32(v) for v in config.hyperparams()))
-    data_args = (data.x_train, data.y_train, data.x_val, data.y_val)
-
-    def evaluate(key: jax.Array, archs: Arch) -> jax.Array:
-        padded = jax.tree_util.tree_map(lambda leaf: pad_rows(leaf, layout.size), archs)
-        with jax.threefry_partitionable(False):
-            keys = _programs.derive_keys_program(layout.size)(jax.random.key_data(key))
-            (val_loss, _, _), _ = train_program(keys, padded, no_templates, hyper, *data_args)
-        return val_loss[:population]
-
-    return evaluate

@@ -195,7 +195,7 @@ def programs() -> None:
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        jaxnas.search(space="nasbench201", dataset="digits", budget_evals=1000, steps=2,
+        jaxnas.search(space="nasbench201", data="digits", budget=1000, steps=2,
                       batch_size=16, width=4, final_steps=2, program="accelerator",
                       out=str(Path(out) / "run"), compile_cache=False)
     built = _programs.train_program.cache_info().misses
@@ -211,15 +211,19 @@ def programs() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("parts", nargs="*", choices=("flops", "memory", "programs"))
+    parser.add_argument("parts", nargs="*", help="flops, memory, programs (default: all)")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_worker:
         space_name, shape, chunk, program = json.loads(args.memory_worker)
         print(json.dumps(_memory_worker(space_name, tuple(shape), chunk, program)))
         return 0
-    for part in args.parts or ("flops", "memory", "programs"):
-        {"flops": flops, "memory": memory, "programs": programs}[part]()
+    parts = {"flops": flops, "memory": memory, "programs": programs}
+    unknown = set(args.parts) - set(parts)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(parts)}")
+    for part in args.parts or parts:
+        parts[part]()
     return 0
 
 

@@ -46,7 +46,8 @@ def test_accelerator_program_trains_like_the_cpu_program(space_name, digits):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
                      got.state.candidates(), expected.state.candidates())
     cost = program_cost(space, archs, digits, accelerator)
-    assert cost.program == "accelerator" and cost.layout.chunk == 2  # 9 // 3 templates: 3 -> 2
+    # Chunks of at most 9 // (4 * 3 templates) -> 1 candidate, and a chunk for each template.
+    assert cost.program == "accelerator" and cost.layout.chunk == 1
     assert (cost.executed.sum() < 9 * make_model(space, DIGITS, CLASSES,
                                                  CONFIG.model).executed_flops)
 

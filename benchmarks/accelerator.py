@@ -178,8 +178,8 @@ def memory() -> None:
         _programs.model_of(space, (32, 32, 3), 10, config.model), config)
     lines = ["# Accelerator program: chunk memory, estimated and measured", "",
              f"Machine: {_machine()}. Estimate: XLA's memory analysis of one compiled "
-             "training step and one evaluation batch (the padded program, the most any chunk "
-             "runs), fixed + chunk x per candidate. Measured: the peak rise of the resident "
+             "training step and one evaluation batch of the padded program, fixed + chunk x "
+             "per candidate. Measured: the peak rise of the resident "
              "size while a population trains 5 steps (width 16, batch 64, 2 templates), "
              "sampled every millisecond in a fresh process that loads its programs from the "
              "compilation cache a first process filled.", "",

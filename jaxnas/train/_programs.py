@@ -19,7 +19,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
-from jaxnas.nn import Model, ModelConfig, compact, compute_nodes, make_model, with_stats
+from jaxnas.nn import Model, ModelConfig, compact, make_model, with_stats
 from jaxnas.spaces import Space
 from jaxnas.train._config import Hyperparams, TrainConfig, make_optimizer
 from jaxnas.train._layout import PopulationLayout
@@ -258,12 +258,6 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
     return jax.jit(run, donate_argnums=() if from_key else (0,))
 
 
-@functools.lru_cache(maxsize=16)
-def compute_nodes_program(model: Model):
-    """Jitted population -> (P,) int32 compute nodes (``jaxnas.nn._compact``)."""
-    return jax.jit(jax.vmap(lambda arch: compute_nodes(model.layout, arch)))
-
-
 @functools.lru_cache(maxsize=64)
 def compact_program(model: Model, size: int):
     """Jitted population -> its ``Compact`` forms with ``size`` slots."""
@@ -294,5 +288,3 @@ def evaluate_program(model: Model, eval_batch_size: int, chunk: int):
 def validity_program(space: Space):
     """Jitted population -> (P,) bool validity."""
     return jax.jit(jax.vmap(space.is_valid))
-
-

@@ -102,16 +102,3 @@ def rows_program():
         return take_candidates(state, index)
 
     return jax.jit(rows)
-
-
-@functools.lru_cache(maxsize=4)
-def merge_program():
-    """Jitted: (states of consecutive groups, order (P,) int32) -> one state whose row i
-    is row ``order[i]`` of the groups' concatenation."""
-
-    def merge(states: tuple[TrainState, ...], order: jax.Array) -> TrainState:
-        merged = jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[order],
-                              *(s.candidates() for s in states))
-        return states[0]._replace(**merged)
-
-    return jax.jit(merge)

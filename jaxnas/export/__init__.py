@@ -1,4 +1,7 @@
-"""The found model outside jaxnas, as PyTorch (torch is optional, imported on use).
+"""The found model outside jaxnas: PyTorch, ONNX and Flax.
+
+Each export holds only the architecture's live nodes (no padding, masks or op
+selection); batch norm runs in evaluation mode with the running statistics.
 
 * ``torch_program``: a self-contained ``torch.export`` program of one architecture
   with its trained parameters (and, optionally, the input normalisation): plain
@@ -7,6 +10,10 @@
   the running statistics.
 * ``seed_module`` / ``state_dict``: the same network as an ``nn.Module`` built by
   jaxnas (``jaxnas.export._seed.SeedModule``), and its state dict.
+* ``onnx_model``: the ``torch_program`` as a dynamic-batch ONNX model (needs torch,
+  onnx and onnxscript: ``pip install 'jaxnas[onnx]'``); onnxruntime runs it.
+* ``to_flax``: a Flax NNX module with the trained weights; ``flax_files``: the same as
+  a ``model.py`` and its weights, which Flax loads without jaxnas.
 
 Inputs are in jaxnas's layout, (B, *input_shape).
 """
@@ -18,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from jaxnas.arch import Arch
+from jaxnas.export._flax import flax_files, to_flax
+from jaxnas.export._onnx import ONNX_HINT, onnx_model
 from jaxnas.nn import ModelConfig
 from jaxnas.spaces import Space
 
@@ -63,4 +72,5 @@ def torch_program(space: Space, arch: Arch, params: Any, input_shape: tuple[int,
     return torch.export.export(module, (example,), dynamic_shapes={"x": {0: batch}})
 
 
-__all__ = ["seed_module", "state_dict", "torch_program"]
+__all__ = ["ONNX_HINT", "flax_files", "onnx_model", "seed_module", "state_dict", "to_flax",
+           "torch_program"]

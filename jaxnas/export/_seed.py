@@ -11,7 +11,6 @@ Importing this module imports torch; ``jaxnas.export`` imports it only when aske
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,31 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jaxnas.arch import Arch, live_mask
-from jaxnas.nn import NORM_EPS, Layout, ModelConfig, OpSpec, make_layout, tap_mask
+from jaxnas.arch import Arch
+
+# flatten and host_live are also imported from here (benchmarks/twin.py).
+from jaxnas.export._live import NodePlan, flatten, host_live, live_plan, live_weights  # noqa: F401
+from jaxnas.nn import NORM_EPS, Layout, ModelConfig, make_layout
 from jaxnas.spaces import Space
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
-    """{"stem/kernel": array, "cells/0/nodes/kernel": array, ...} of a params pytree."""
-    if isinstance(tree, dict):
-        items = tree.items()
-    elif isinstance(tree, list | tuple):
-        items = enumerate(tree)
-    else:
-        return {prefix: np.array(tree, np.float32)}
-    flat = {}
-    for key, value in items:
-        flat.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
-    return flat
-
-
-def host_live(adj: np.ndarray) -> np.ndarray:
-    """(N,) bool: nodes on an input -> output path (host, one architecture)."""
-    live = live_mask(adj)
-    return np.zeros(len(adj), bool) if live is None else live
 
 
 def channels_first(layout: Layout, x: torch.Tensor) -> torch.Tensor:
@@ -62,52 +44,6 @@ def pool_first(x: torch.Tensor, kind: str, kernel: int) -> torch.Tensor:
         return (F.max_pool1d if rank == 1 else F.max_pool2d)(x, kernel, 1, kernel // 2)
     return (F.avg_pool1d if rank == 1 else F.avg_pool2d)(x, kernel, 1, kernel // 2,
                                                          count_include_pad=False)
-
-
-def torch_kernel(kernel: np.ndarray, taps: np.ndarray, size: int, rank: int, fan: tuple[int, int]
-                  ) -> np.ndarray:
-    """A jaxnas (T, C_in, C_out) kernel's used taps as a PyTorch (out, in, *k) conv weight."""
-    used = kernel[taps][:, :fan[0], :fan[1]].reshape((size,) * rank + fan)
-    return np.ascontiguousarray(np.transpose(used, (rank + 1, rank) + tuple(range(rank))))
-
-
-@dataclasses.dataclass(frozen=True)
-class _NodePlan:
-    node: int
-    spec: OpSpec | None  # None for the output node
-    preds: tuple[int, ...]
-    in_width: int
-    out_width: int
-
-
-def _plan(layout: Layout, arch: Arch) -> list[list[_NodePlan]]:
-    """Per cell, the live compute nodes then the output node with the widths they use."""
-    adj = np.asarray(arch.adj) != 0
-    ops = np.asarray(arch.ops)
-    n = layout.num_nodes
-    live = host_live(adj)
-    if not live[-1]:
-        raise ValueError("the architecture's output is not reachable from its input")
-    cells = []
-    width = layout.in_channels if layout.raw_input else layout.config.width
-    for _ in range(layout.config.num_cells):
-        widths = {0: width}
-        nodes = []
-        for i in range(1, n):
-            if not live[i]:
-                continue
-            preds = tuple(j for j in range(i) if adj[j, i] and live[j])
-            in_width = max(widths[j] for j in preds)
-            if i == n - 1:
-                nodes.append(_NodePlan(i, None, preds, in_width, in_width))
-                continue
-            spec = layout.specs[ops[i]]
-            out = layout.op_width(spec) if spec.kind == "linear" else in_width
-            widths[i] = out
-            nodes.append(_NodePlan(i, spec, preds, in_width, out))
-        cells.append(nodes)
-        width = nodes[-1].out_width
-    return cells
 
 
 class _ChannelNorm(nn.Module):
@@ -165,7 +101,7 @@ class SeedModule(nn.Module):
         super().__init__()
         layout = make_layout(space, input_shape, num_classes, config)
         self.layout = layout
-        self.plans = _plan(layout, arch)
+        self.plans = live_plan(layout, arch)
         rank = layout.rank
         width = config.width
         self.stem = None
@@ -182,7 +118,7 @@ class SeedModule(nn.Module):
             }))
         self.head = nn.Linear(self.plans[-1][-1].out_width, num_classes)
 
-    def _node_module(self, plan: _NodePlan) -> nn.Module:
+    def _node_module(self, plan: NodePlan) -> nn.Module:
         layout, spec = self.layout, plan.spec
         if spec.kind == "zero":
             return _Zero()
@@ -217,54 +153,27 @@ class SeedModule(nn.Module):
 
     def load_jax_params(self, params: Any) -> SeedModule:
         """Copies the live part of a jaxnas parameter pytree of this architecture."""
-        layout = self.layout
-        flat = flatten(params)
-        rank = layout.rank
-        assign: dict[str, np.ndarray] = {}
-        if layout.spatial:
-            size = layout.config.stem_kernel
-            taps = np.arange(size ** rank)
-            assign["stem.0.weight"] = torch_kernel(
-                flat["stem/kernel"], taps, size, rank, (layout.in_channels, layout.config.width))
-            assign.update(_norm_state("stem.1", {k.split("/", 1)[1]: v for k, v in flat.items()
-                                                 if k.startswith("stem/")}, width=None))
-        elif not layout.raw_input:
-            assign["stem.0.weight"] = flat["stem/kernel"][0].T
-            assign["stem.0.bias"] = flat["stem/bias"]
-        for c, plan in enumerate(self.plans):
-            for node in plan[:-1]:
-                spec = node.spec
-                if spec.kind != "linear":
-                    continue
-                if layout.raw_input and node.node == 1:
-                    source = {"kernel": flat[f"cells/{c}/input/kernel"],
-                              "bias": flat[f"cells/{c}/input/bias"]}
-                else:
-                    m = node.node - layout.first_node
-                    source = {key.rsplit("/", 1)[1]: value[m] for key, value in flat.items()
-                              if key.startswith(f"cells/{c}/nodes/")}
-                name = f"cells.{c}.node{node.node}"
-                fan = (node.in_width, node.out_width)
-                if not spec.norm:
-                    centre = tap_mask(1, layout.max_kernel, rank).nonzero()[0]
-                    if layout.spatial:
-                        assign[f"{name}.0.weight"] = torch_kernel(source["kernel"], centre, 1,
-                                                                   rank, fan)
-                    else:
-                        assign[f"{name}.0.weight"] = source["kernel"][centre[0]][
-                            :fan[0], :fan[1]].T
-                    assign[f"{name}.0.bias"] = source["bias"][:fan[1]]
-                    continue
-                offset = 1 if spec.pre_relu else 0
-                taps = tap_mask(spec.kernel, layout.max_kernel, rank).nonzero()[0]
-                assign[f"{name}.{offset}.weight"] = torch_kernel(source["kernel"], taps,
-                                                                  spec.kernel, rank, fan)
-                assign.update(_norm_state(f"{name}.{offset + 1}", source, fan[1]))
-        width = self.plans[-1][-1].out_width
-        assign["head.weight"] = flat["head/kernel"][:width].T
-        assign["head.bias"] = flat["head/bias"]
+        rank = self.layout.rank
+        norms = {"scale": "weight", "shift": "bias", "mean": "running_mean",
+                 "var": "running_var"}
         own = {name: value for name, value in self.state_dict(keep_vars=True).items()
                if not name.endswith("num_batches_tracked")}
+        assign: dict[str, np.ndarray] = {}
+        for layer, weights in live_weights(self.layout, self.plans, params).items():
+            name = layer.replace("/", ".")
+            if "kernel" in weights and weights["kernel"].ndim > 2:  # conv (then its norm)
+                offset = 1 if layer != "stem" and self._spec(layer).pre_relu else 0
+                assign[f"{name}.{offset}.weight"] = np.transpose(
+                    weights["kernel"], (rank + 1, rank, *range(rank)))
+                assign.update({f"{name}.{offset + 1}.{norms[key]}": value
+                               for key, value in weights.items() if key in norms})
+                continue
+            prefix = name if layer == "head" else f"{name}.0"
+            weight = weights["kernel"].T
+            if f"{prefix}.weight" in own:  # a 1x1 convolution in spatial spaces
+                weight = weight.reshape(tuple(own[f"{prefix}.weight"].shape))
+            assign[f"{prefix}.weight"] = weight
+            assign[f"{prefix}.bias"] = weights["bias"]
         if sorted(assign) != sorted(own):
             raise ValueError(f"parameters do not match: {sorted(assign)} vs {sorted(own)}")
         with torch.no_grad():
@@ -274,14 +183,10 @@ class SeedModule(nn.Module):
                 own[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
         return self
 
-
-def _norm_state(prefix: str, source: dict[str, np.ndarray], width: int | None
-                ) -> dict[str, np.ndarray]:
-    """A norm module's state dict entries from one jaxnas norm's leaves (the first
-    ``width`` channels): weight and bias, and batch norm's running statistics."""
-    names = {"scale": "weight", "shift": "bias", "mean": "running_mean", "var": "running_var"}
-    return {f"{prefix}.{names[key]}": value[:width] for key, value in source.items()
-            if key in names}
+    def _spec(self, layer: str):
+        """The op of a "cells/<c>/node<i>" layer."""
+        _, cell, node = layer.split("/")
+        return next(p.spec for p in self.plans[int(cell)] if f"node{p.node}" == node)
 
 
 def _padded_sum(values: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -23,6 +23,7 @@ from jaxnas import export
 from jaxnas.arch import from_json, live_nodes, nb201_from_str, validate
 from jaxnas.nn import ModelConfig, OpSpec, make_model, parse_op
 
+pytest.importorskip("torch", reason="the ONNX export goes through torch.onnx")
 ort = pytest.importorskip("onnxruntime", reason="the ONNX export is checked by onnxruntime")
 pytest.importorskip("onnxscript", reason="the ONNX export needs pip install 'jaxnas[onnx]'")
 

@@ -66,7 +66,11 @@ def _export(args: argparse.Namespace) -> None:
         _torch_files(args, export, model, predictor, files, messages)
     if args.flax is not None:
         outdir = Path(args.flax)
-        for name, payload in export.flax_files(*model, predictor.mean, predictor.std).items():
+        try:
+            made = export.flax_files(*model, predictor.mean, predictor.std)
+        except ImportError:
+            raise UsageError(export.FLAX_HINT) from None
+        for name, payload in made.items():
             files[outdir / name] = payload
         messages.append(f"wrote a Flax NNX module to {outdir}/ (model.py, weights.msgpack): "
                         "with jax and flax, `import model; model.load()` maps raw inputs "

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from jaxnas.arch import Arch
-from jaxnas.export._flax import flax_files, to_flax
+from jaxnas.export._flax import FLAX_HINT, flax_files, to_flax
 from jaxnas.export._onnx import ONNX_HINT, onnx_model
 from jaxnas.nn import ModelConfig
 from jaxnas.spaces import Space
@@ -72,5 +72,5 @@ def torch_program(space: Space, arch: Arch, params: Any, input_shape: tuple[int,
     return torch.export.export(module, (example,), dynamic_shapes={"x": {0: batch}})
 
 
-__all__ = ["ONNX_HINT", "flax_files", "onnx_model", "seed_module", "state_dict", "to_flax",
-           "torch_program"]
+__all__ = ["FLAX_HINT", "ONNX_HINT", "flax_files", "onnx_model", "seed_module", "state_dict",
+           "to_flax", "torch_program"]

@@ -16,9 +16,10 @@ _TORCH_HINT = "exporting to PyTorch needs torch (pip install torch)"
 def add_parser(commands) -> None:
     export = commands.add_parser(
         "export", help="export the best model of a run (PyTorch, ONNX, Flax)",
-        description="Export the best model of a run directory. Every export maps raw inputs "
-        "(B, *input_shape), normalised inside with the run's mean and std, to logits, holds "
-        "only the architecture's live nodes and runs batch norm with its running statistics.")
+        description="Export the best model of a run directory. Each export holds only the "
+        "architecture's live nodes and runs batch norm with its running statistics; the "
+        "--torch, --onnx and --flax exports map raw inputs (B, *input_shape), normalised "
+        "inside with the run's mean and std, to logits.")
     export.add_argument("dir", help="a finished run directory (jaxnas search --out DIR)")
     export.add_argument("--torch", metavar="FILE",
                         help="write a self-contained torch.export program (torch.export.load, "

@@ -52,7 +52,7 @@ def unique_cells():
     import numpy as np
 
     from jaxnas import spaces
-    from jaxnas.arch._encoding import Arch
+    from jaxnas.arch import Arch
 
     space = spaces.get("nasbench201")
     cells = space.enumerate().to_numpy()
@@ -131,10 +131,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from jaxnas import compile_cache
     from jaxnas import data as data_lib
-    from jaxnas.arch import nb201_to_str
-    from jaxnas.arch._encoding import Arch
-    from jaxnas.nn import ModelConfig, make_model
-    from jaxnas.nn._compact import compute_nodes
+    from jaxnas.arch import Arch, nb201_to_str
+    from jaxnas.nn import ModelConfig, compute_nodes, make_model
     from jaxnas.train import TrainConfig, evaluate, put_data, train_population
 
     compile_cache.enable()

@@ -222,7 +222,7 @@ def _worker_seed(spec: dict) -> dict:
 
     from benchmarks.twin import train_seed_style
     from jaxnas import spaces
-    from jaxnas.arch._encoding import Arch
+    from jaxnas.arch import Arch
     from jaxnas.data import load
     from jaxnas.train import batch_indices
 

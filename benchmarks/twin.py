@@ -26,15 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jaxnas.arch._encoding import Arch, unstack
-from jaxnas.export._seed import (
+from jaxnas.arch import Arch, unstack
+from jaxnas.export.pytorch import (
     SeedModule,
     flatten,
     host_live,
     pool_first,
 )
-from jaxnas.nn import STAT_KEYS, ModelConfig, make_layout, make_model
-from jaxnas.nn._ops import BN_MOMENTUM, NORM_EPS
+from jaxnas.nn import BN_MOMENTUM, NORM_EPS, STAT_KEYS, ModelConfig, make_layout, make_model
 from jaxnas.spaces import Space
 
 _ACTIVATIONS = {

@@ -67,10 +67,7 @@ def _export(args: argparse.Namespace) -> None:
         _torch_files(args, export, model, predictor, files, messages)
     if args.flax is not None:
         outdir = Path(args.flax)
-        try:
-            made = export.flax_files(*model, predictor.mean, predictor.std)
-        except ImportError:
-            raise UsageError(export.FLAX_HINT) from None
+        made = export.flax_files(*model, predictor.mean, predictor.std)
         for name, payload in made.items():
             files[outdir / name] = payload
         messages.append(f"wrote a Flax NNX module to {outdir}/ (model.py, weights.msgpack): "

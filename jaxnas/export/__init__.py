@@ -9,7 +9,7 @@ selection); batch norm runs in evaluation mode with the running statistics.
   holds only the architecture's live nodes; batch norm runs in evaluation mode with
   the running statistics.
 * ``seed_module`` / ``state_dict``: the same network as an ``nn.Module`` built by
-  jaxnas (``jaxnas.export._seed.SeedModule``), and its state dict.
+  jaxnas (``jaxnas.export.pytorch.SeedModule``), and its state dict.
 * ``onnx_model``: the ``torch_program`` as a dynamic-batch ONNX model (needs torch,
   onnx and onnxscript: ``pip install 'jaxnas[onnx]'``); onnxruntime runs it.
 * ``to_flax``: a Flax NNX module with the trained weights; ``flax_files``: the same as
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from jaxnas.arch import Arch
-from jaxnas.export._flax import FLAX_HINT, flax_files, to_flax
+from jaxnas.export._flax import flax_files, to_flax
 from jaxnas.export._onnx import ONNX_HINT, onnx_model
 from jaxnas.nn import ModelConfig
 from jaxnas.spaces import Space
@@ -33,10 +33,10 @@ from jaxnas.spaces import Space
 
 def _torch_module():
     try:
-        from jaxnas.export import _seed
+        from jaxnas.export import pytorch
     except ImportError:
         raise ImportError("exporting to PyTorch needs torch (pip install torch)") from None
-    return _seed
+    return pytorch
 
 
 def seed_module(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ...],
@@ -72,5 +72,5 @@ def torch_program(space: Space, arch: Arch, params: Any, input_shape: tuple[int,
     return torch.export.export(module, (example,), dynamic_shapes={"x": {0: batch}})
 
 
-__all__ = ["FLAX_HINT", "ONNX_HINT", "flax_files", "onnx_model", "seed_module", "state_dict",
+__all__ = ["ONNX_HINT", "flax_files", "onnx_model", "seed_module", "state_dict",
            "to_flax", "torch_program"]

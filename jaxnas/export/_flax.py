@@ -29,7 +29,6 @@ from jaxnas.nn import Layout, ModelConfig, OpSpec, make_layout
 from jaxnas.spaces import Space
 
 _ARCHITECTURE_LINE = "ARCHITECTURE: dict = {}\n"
-FLAX_HINT = "exporting to Flax needs flax 0.12 or newer (pip install 'jaxnas[flax]')"
 
 
 def architecture(layout: Layout, arch: Arch, plans: list[list[NodePlan]]) -> dict:
@@ -105,12 +104,7 @@ def to_flax(space: Space, arch: Arch, params: Any, input_shape: tuple[int, ...],
     ``norm="layer"``), ``nnx.Linear``, pooling. ``net.train()`` switches batch norm to
     batch statistics for fine-tuning (Flax updates the running variance with the biased
     batch variance; jaxnas, like PyTorch, with the unbiased one).
-
-    Raises:
-      ImportError: flax is older than 0.12 (``FLAX_HINT`` says what to install).
     """
-    if not hasattr(nnx, "List"):  # flax < 0.12, whose NNX has no List or Dict modules
-        raise ImportError(FLAX_HINT)
     layout = make_layout(space, input_shape, num_classes, config)
     plans = live_plan(layout, arch)
     # Abstract (no random initialisation to run): every array is replaced below.

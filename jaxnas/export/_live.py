@@ -1,6 +1,6 @@
 """The live part of one architecture and of its jaxnas parameters, in plain numpy.
 
-Host-side, without torch or flax: the PyTorch export (``_seed``), the Flax export
+Host-side, without torch or flax: the PyTorch export (``pytorch``), the Flax export
 (``_flax``) and the ONNX export build their networks from ``live_plan`` and take their
 weights from ``live_weights``, so all of them run the same live nodes with the same
 numbers.

@@ -13,9 +13,10 @@ from jaxnas.nn._compact import Compact, compact, compute_nodes
 from jaxnas.nn._cost import executed_flops
 from jaxnas.nn._layout import NORMS, Layout, ModelConfig, make_layout
 from jaxnas.nn._model import Model, make_model, node_values
-from jaxnas.nn._ops import NORM_EPS, OpSpec, parse_op, tap_mask
+from jaxnas.nn._ops import BN_MOMENTUM, NORM_EPS, OpSpec, parse_op, tap_mask
 from jaxnas.nn._params import STAT_KEYS, with_stats
 
-__all__ = ["NORMS", "NORM_EPS", "STAT_KEYS", "Compact", "Layout", "Model", "ModelConfig", "OpSpec",
+__all__ = ["BN_MOMENTUM", "NORMS", "NORM_EPS", "STAT_KEYS", "Compact", "Layout", "Model",
+           "ModelConfig", "OpSpec",
            "compact", "compute_nodes", "executed_flops", "make_layout", "make_model",
            "node_values", "parse_op", "tap_mask", "with_stats"]

@@ -21,7 +21,7 @@ from torch import nn
 
 from jaxnas.arch import Arch
 
-# flatten and host_live are also imported from here (benchmarks/twin.py).
+# flatten and host_live serve the PyTorch twin of benchmarks/twin.py too.
 from jaxnas.export._live import NodePlan, flatten, host_live, live_plan, live_weights  # noqa: F401
 from jaxnas.nn import NORM_EPS, Layout, ModelConfig, make_layout
 from jaxnas.spaces import Space

@@ -75,8 +75,9 @@ def make_train(space: Space, config: TrainConfig | None = None,
       candidates to continue from. ``hyperparams`` (a ``Hyperparams`` or a mapping
       from some of its field names) overrides ``config``'s traced numbers, each a
       scalar or (P,) values, one per candidate: candidate i trains exactly as it would
-      alone at its own values, in the same compiled program. ``key`` is one threefry key, or (P,) keys, one per candidate (a candidate's
-      result then does not depend on the rest of its population). A fresh run draws
+      alone at its own values, in the same compiled program. ``key`` is one threefry
+      key, or (P,) keys, one per candidate (a candidate's result then does not depend
+      on the rest of its population). A fresh run draws
       candidate i's initial parameters from ``fold_in(split(key)[0], i)`` (or from
       ``key[i]``) and the minibatch order from ``batch_key`` (default ``split(key)[1]``;
       required with per-candidate keys). A continued run takes both from ``state`` and

@@ -53,8 +53,10 @@ and adds the bookkeeping (docs/writing-a-strategy.md). The search driver
 offers every factory the same keyword context and passes those its signature
 names (or all of them to a ``**context``): ``batch_size`` (the population),
 ``objectives``, ``weights``, ``max_steps`` (training steps of a full evaluation),
-``budget`` (unique evaluations), ``model_config``, ``train_config``, ``data`` and
-``score_fn`` (a training-free proxy, built only for a factory that takes it). Its
+``budget`` (unique evaluations), ``model_config``, ``train_config``, ``data``,
+``score_fn`` (a training-free proxy, built only for a factory that takes it) and
+``hyperparameters`` (a ``HyperSpace`` in a joint search, else None; a search with
+one refuses a factory that does not take it). Its
 other keyword arguments are the strategy's options (``strategy_options``,
 ``--strategy-option KEY=VALUE``).
 """

@@ -79,6 +79,11 @@ class Dimension:
         return f"{float(self.low)!r}:{float(self.high)!r}" + (":log" if self.log else "")
 
 
+def _last_axis(per_dimension: np.ndarray, like: jax.Array) -> jax.Array:
+    """(H,) numbers shaped to broadcast along the last axis of ``like`` (..., H)."""
+    return jnp.asarray(per_dimension).reshape((1,) * (jnp.ndim(like) - 1) + (-1,))
+
+
 @dataclasses.dataclass(frozen=True)
 class HyperSpace:
     """H searched numbers (``Dimension``), static and hashable; functions of unit
@@ -110,9 +115,9 @@ class HyperSpace:
         """Units (..., H) with each discrete coordinate at the centre of its choice's bin,
         so that equal choices have equal coordinates."""
         sizes = self._sizes()
-        k = jnp.asarray(np.maximum(sizes, 1), jnp.float32)
+        k = _last_axis(np.maximum(sizes, 1).astype(np.float32), units)
         centre = (jnp.minimum(jnp.floor(units * k), k - 1) + 0.5) / k
-        return jnp.where(jnp.asarray(sizes > 0), centre, jnp.clip(units, 0.0, 1.0))
+        return jnp.where(_last_axis(sizes > 0, units), centre, jnp.clip(units, 0.0, 1.0))
 
     def sample(self, key: jax.Array, n: int) -> jax.Array:
         """(n, H) float32 uniform unit coordinates (discrete ones snapped)."""
@@ -154,12 +159,12 @@ class HyperSpace:
 
     def from_bins(self, bins: jax.Array, resolution: int) -> jax.Array:
         """Units (..., H) at the centres of categories ``bins`` (..., H) int."""
-        counts = jnp.asarray(self.bin_counts(resolution), jnp.float32)
+        counts = _last_axis(self.bin_counts(resolution).astype(np.float32), bins)
         return (bins.astype(jnp.float32) + 0.5) / counts
 
     def to_bins(self, units: jax.Array, resolution: int) -> jax.Array:
         """The categories (..., H) int32 of units (..., H)."""
-        counts = jnp.asarray(self.bin_counts(resolution), jnp.float32)
+        counts = _last_axis(self.bin_counts(resolution).astype(np.float32), units)
         return jnp.minimum(jnp.floor(units * counts), counts - 1).astype(jnp.int32)
 
     def neighbours(self, units: np.ndarray) -> np.ndarray:

@@ -73,11 +73,9 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
         starts: files, NAS-Bench-201 strings, architecture JSON objects, ``Arch``
         objects or NAS-Bench-101 ``(matrix, ops)`` pairs (``jaxnas.search.initial``).
       **options: other ``SearchConfig`` fields (population, steps, ...); a
-        ``batch_size`` larger than the training split is refused.
-        ``hyperparameters={"learning_rate": "1e-4:3e-2:log", ...}`` searches training
-        numbers with the architecture (ranges "LOW:HIGH[:log]" or tuples
-        ``(low, high[, "log"])``, choices "A,B,C" or lists; ``jaxnas.search.hyper``):
-        each candidate trains at its own, and the best is retrained at its own.
+        ``batch_size`` larger than the training split is refused;
+        ``hyperparameters={"learning_rate": "1e-4:3e-2:log"}`` is a joint search
+        (``SearchConfig.hyperparameters``, ``jaxnas.search.hyper``).
 
     Raises:
       SearchError, DataError, ArchError: bad input, one line, nothing written

@@ -64,6 +64,16 @@ def encode(arch: Arch, num_ops: int) -> jax.Array:
     return jnp.concatenate([edges, ops.reshape(-1)])
 
 
+def population_features(space: Space, hyper: HyperSpace | None):
+    """(F, features): the predictor's input width and the vmapped encoding of a
+    population (of genome pairs (archs, units) with ``hyper``)."""
+    width = feature_width(space.max_nodes, space.num_ops)
+    if hyper is None:
+        return width, jax.vmap(lambda arch: encode(arch, space.num_ops))
+    return width + hyper.feature_width(), jax.vmap(lambda genome: jnp.concatenate(
+        [encode(genome[0], space.num_ops), hyper.features(genome[1])]))
+
+
 def init_ensemble(key: jax.Array, sizes: tuple[int, ...], members: int) -> list:
     """He-normal weights and zero biases of ``members`` MLPs, stacked on a leading axis.
 
@@ -224,13 +234,7 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
     random_candidates = max(20, batch_size) if random_candidates is None else random_candidates
     mutants = num_parents * mutants_per_parent
     _check(acquisition, capacity, batch_size, num_parents, mutants + random_candidates)
-    width = feature_width(space.max_nodes, space.num_ops)
-    if joint is None:
-        features = jax.vmap(lambda arch: encode(arch, space.num_ops))
-    else:
-        width += joint.hyper.feature_width()
-        features = jax.vmap(lambda genome: jnp.concatenate(
-            [encode(genome[0], space.num_ops), joint.hyper.features(genome[1])]))
+    width, features = population_features(space, None if joint is None else joint.hyper)
     sizes = (width, *hidden, 1)
     fit = jax.vmap(functools.partial(fit_mlp, steps=train_steps),
                    in_axes=(0, None, None, None, None))

@@ -72,15 +72,14 @@ def make_train(space: Space, config: TrainConfig | None = None,
       ``train(key, archs, data, state=None, *, batch_key=None, hyperparams=None)``:
       ``archs`` is a population of P architectures (leading axis P), ``data`` a
       ``Dataset`` or ``DeviceData``, and ``state`` a ``TrainState`` of the same P
-      candidates to continue from. ``hyperparams`` (a ``Hyperparams`` or a mapping
-      from some of its field names) overrides ``config``'s traced numbers, each a
-      scalar or (P,) values, one per candidate: candidate i trains exactly as it would
-      alone at its own values, in the same compiled program. ``key`` is one threefry
-      key, or (P,) keys, one per candidate (a candidate's result then does not depend
-      on the rest of its population). A fresh run draws
-      candidate i's initial parameters from ``fold_in(split(key)[0], i)`` (or from
-      ``key[i]``) and the minibatch order from ``batch_key`` (default ``split(key)[1]``;
-      required with per-candidate keys). A continued run takes both from ``state`` and
+      candidates to continue from. ``hyperparams`` overrides ``config``'s traced
+      numbers (a ``Hyperparams`` or a dict of some of its fields): scalars, or (P,)
+      values with which each candidate trains as it would alone at them, in the same
+      program. ``key`` is one threefry key, or (P,) keys, one per candidate (a
+      candidate's result then does not depend on the rest of its population). A fresh
+      run draws candidate i's initial parameters from ``fold_in(split(key)[0], i)`` (or
+      from ``key[i]``) and the minibatch order from ``batch_key`` (default
+      ``split(key)[1]``; required with per-candidate keys). A continued run takes both from ``state`` and
       ignores the keys; k steps and then m more equal k + m steps at once. Results do
       not depend on the chunk size, the padding or the number of devices beyond float
       rounding.
@@ -225,9 +224,8 @@ def train_population(key: jax.Array, space: Space, archs: Arch, data: Dataset | 
       state: a previous result's ``state``, to continue training the same P candidates.
       batch_key: PRNG key of the minibatch order of a fresh run.
       devices: devices sharing the population axis (default: all).
-      hyperparams: the traced numbers of ``config`` to override: a ``Hyperparams`` or a
-        mapping from some of its field names to a scalar or (P,) values, one per
-        candidate (``make_train``).
+      hyperparams: ``config``'s traced numbers to override, scalars or (P,) values
+        (``make_train``).
 
     Returns:
       A ``TrainResult`` with leading axis P.

@@ -79,10 +79,10 @@ def make_train(space: Space, config: TrainConfig | None = None,
       candidate's result then does not depend on the rest of its population). A fresh
       run draws candidate i's initial parameters from ``fold_in(split(key)[0], i)`` (or
       from ``key[i]``) and the minibatch order from ``batch_key`` (default
-      ``split(key)[1]``; required with per-candidate keys). A continued run takes both from ``state`` and
-      ignores the keys; k steps and then m more equal k + m steps at once. Results do
-      not depend on the chunk size, the padding or the number of devices beyond float
-      rounding.
+      ``split(key)[1]``; required with per-candidate keys). A continued run takes both
+      from ``state`` and ignores the keys; k steps and then m more equal k + m steps at
+      once. Results do not depend on the chunk size, the padding or the number of
+      devices beyond float rounding.
     """
     devices = device_tuple(devices)
     config = TrainConfig() if config is None else config

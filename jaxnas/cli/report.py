@@ -106,8 +106,8 @@ def _print_importance(rundir: RunDir, space, records: list[Record], top: int) ->
                          f"finite loss; {rundir} has {len(records)}")
     print(f"\nimportance: ridge regressions of validation loss on {importance['evaluations']} "
           "evaluations; effect = change in validation loss per node (or edge) with the "
-          "feature, or per unit of a training number; negative is good; 90% bootstrap "
-          "interval; share = evaluations with it")
+          "feature, or per standard deviation of a training number; negative is good; 90% "
+          "bootstrap interval; share = evaluations with it")
     print(f"{'kind':14}  {'feature':44}  {'effect':>8}  {'90% interval':>20}  {'share':>5}")
     for kind in KINDS:
         features = [f for f in importance["features"] if f["kind"] == kind]

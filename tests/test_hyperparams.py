@@ -154,6 +154,13 @@ def test_every_joint_strategy_asks_numbers_in_the_space(name):
     assert len({tuple(v) for v in values}) > 4
 
 
+def test_the_architecture_loops_refuse_a_joint_strategy():
+    strategy = strategies.get("random", SPACE, batch_size=4, hyperparameters=HYPER)
+    for loop in (strategies.run_fused, strategies.run_stepwise):
+        with pytest.raises(ValueError, match="also searches training numbers"):
+            loop(jax.random.key(0), strategy, lambda key, archs: archs.ops[:, 0], 2)
+
+
 ARGS = ["--space", "mlp", "--population", "4", "--budget-evals", "8", "--steps", "5",
         "--final-steps", "5", "--batch-size", "32", "--width", "8", "--seed", "5",
         "--optimizer", "sgd",

@@ -13,14 +13,17 @@ import jaxnas
 from jaxnas import spaces, strategies
 from jaxnas.search import SearchError, read_log
 from jaxnas.strategies import Dimension, HyperSpace
-from jaxnas.train import TrainConfig, put_data, train_population
+from jaxnas.train import TrainConfig, program_cost, put_data, train_population
 
 SPACE = spaces.mlp(widths=(8,), activations=("relu", "tanh"), max_layers=2)
 POPULATION = 3
 CONFIG = TrainConfig(steps=5, batch_size=16, curve_points=5, optimizer="sgd",
                      learning_rate=3e-3, program="cpu")
 # The vmapped program in chunks of 2: the 3 candidates' numbers follow them into 2 chunks.
-PROGRAMS = {"cpu": {}, "select": {"program": "select", "chunk_size": 2}}
+# The accelerator program's plan reorders the candidates by template (``population``):
+# the numbers follow them.
+PROGRAMS = {"cpu": {}, "select": {"program": "select", "chunk_size": 2},
+            "accelerator": {"program": "accelerator", "templates": 2}}
 NUMBERS = {"learning_rate": np.float32([1e-3, 3e-2, 1e-2]),
            "weight_decay": np.float32([0.0, 1e-3, 1e-2]),
            "momentum": np.float32([0.9, 0.5, 0.0])}
@@ -36,7 +39,10 @@ def device_data():
 
 @pytest.fixture(scope="module")
 def population():
-    return SPACE.sample(jax.random.key(1), POPULATION)
+    """Three architectures; the accelerator program's plan puts the first, which fits
+    the smaller template, last (program rows 1, 2, 0)."""
+    archs = SPACE.sample(jax.random.key(1), POPULATION)
+    return jax.tree_util.tree_map(lambda leaf: leaf[np.array([2, 0, 1])], archs)
 
 
 def _keys():
@@ -50,6 +56,10 @@ def test_per_candidate_numbers_train_each_candidate_as_alone(program, population
     Per-candidate keys make a candidate's result independent of the others, and one
     padded size keeps to one compiled program."""
     config = TrainConfig(**{**CONFIG.__dict__, **PROGRAMS[program]})
+    if program == "accelerator":
+        # Only the smallest candidate, 0, fits the small template, which runs last.
+        cost = program_cost(SPACE, population, device_data, config)
+        assert list(cost.templates[:3]) == [0, 0, 1] and np.argmin(cost.useful) == 0
     keys, batch_key = _keys()
     together = train_population(keys, SPACE, population, device_data, config,
                                 batch_key=batch_key, hyperparams=NUMBERS)

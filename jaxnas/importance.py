@@ -7,7 +7,11 @@ form (nodes off every input -> output path are left out, as the network ignores 
 - ``position``: whether node i carries op k (for NAS-Bench-201, whether cell edge
   j<-i does);
 - ``edge``: how many edges run from a node with op a to a node with op b (input and
-  output included).
+  output included);
+- ``hyperparameter`` (joint searches): each searched training number (its log10 where
+  its values span a decade or more, all positive) in standard deviations from its mean
+  over the evaluations, and the square of that, whose positive effect says the loss is
+  lowest inside the range searched.
 
 One ridge regression per group fits the validation loss on that group's features, so
 an op's effect is not split with the positions that hold it. Its penalty is the one
@@ -26,7 +30,8 @@ import numpy as np
 
 from jaxnas.arch import NB201_EDGES, live_mask
 
-KINDS = ("op", "position", "edge")
+ARCH_KINDS = ("op", "position", "edge")
+KINDS = (*ARCH_KINDS, "hyperparameter")
 MIN_EVALUATIONS = 5
 _ALPHAS = np.logspace(-3, 3, 13)
 
@@ -49,7 +54,7 @@ def arch_features(archs: Sequence[Mapping], op_names: Sequence[str],
     """
     ops = list(op_names)
     ends = ["input", *ops, "output"]
-    rows: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
+    rows: dict[str, list[dict[str, float]]] = {kind: [] for kind in ARCH_KINDS}
     for arch in archs:
         nodes = arch["nodes"]
         adj = np.zeros((len(nodes), len(nodes)), np.int8)
@@ -79,7 +84,7 @@ def arch_features(archs: Sequence[Mapping], op_names: Sequence[str],
         "edge": [f"{a} -> {b}" for a in ends for b in ends],
     }
     groups = {}
-    for kind in KINDS:
+    for kind in ARCH_KINDS:
         seen = set().union(*rows[kind]) if rows[kind] else set()
         names = [name for name in order[kind] if name in seen]
         matrix = np.array([[row.get(name, 0.0) for name in names] for row in rows[kind]],
@@ -88,6 +93,26 @@ def arch_features(archs: Sequence[Mapping], op_names: Sequence[str],
         keep = (matrix.std(0) > 0) & ((matrix > 0).sum(0) >= 2)
         groups[kind] = (matrix[:, keep], [n for n, k in zip(names, keep, strict=True) if k])
     return groups
+
+
+def hyperparameter_features(evaluations: Sequence[Mapping]) -> tuple[np.ndarray, list[str]]:
+    """(E, 2H) features of the training numbers of a joint search's evaluations (records'
+    ``hyperparameters``; none: (E, 0)): per number, its value or log10 standardised over
+    the evaluations, then the square of that; constant ones are left out."""
+    names = sorted({name for e in evaluations for name in (e.get("hyperparameters") or {})})
+    columns, labels = [], []
+    for name in names:
+        values = np.array([float((e.get("hyperparameters") or {}).get(name, np.nan))
+                           for e in evaluations], np.float64)
+        if not np.isfinite(values).all() or values.std() == 0:
+            continue
+        if values.min() > 0 and values.max() >= 10 * values.min():
+            values, name = np.log10(values), f"log10 {name}"
+        standard = (values - values.mean()) / values.std()
+        columns += [standard, standard ** 2]
+        labels += [f"{name} (sd)", f"{name} (sd)^2"]
+    matrix = np.stack(columns, 1) if columns else np.zeros((len(evaluations), 0))
+    return matrix, labels
 
 
 def _centre(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,12 +168,13 @@ def ridge_effects(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
 def run_importance(evaluations: Sequence[Mapping], op_names: Sequence[str], *,
                    edge_labelled: bool = False, seed: int = 0,
                    bootstrap: int = 200) -> dict | None:
-    """Importance of ops, positions and edges for a run's evaluations.
+    """Importance of ops, positions, edges and searched training numbers for a run's
+    evaluations.
 
     Args:
-      evaluations: log records (mappings with ``arch`` in JSON form, ``val_loss`` and
-        ``steps``). A non-finite loss (a diverged candidate) counts as the worst
-        finite one.
+      evaluations: log records (mappings with ``arch`` in JSON form, ``val_loss``,
+        ``steps`` and, in a joint search, ``hyperparameters``). A non-finite loss (a
+        diverged candidate) counts as the worst finite one.
       op_names: the space's op names.
       edge_labelled: the space is NAS-Bench-201's (positions are named by cell edge).
       seed: seed of the bootstrap resamples.
@@ -171,14 +197,16 @@ def run_importance(evaluations: Sequence[Mapping], op_names: Sequence[str], *,
     fidelity = (steps[:, None] == levels[None, 1:]).astype(np.float64)
     rng = np.random.default_rng(seed)
     groups, features = {}, []
-    for kind, (matrix, names) in arch_features(
-            [e["arch"] for e in evaluations], op_names, edge_labelled).items():
+    feature_groups = arch_features([e["arch"] for e in evaluations], op_names, edge_labelled)
+    feature_groups["hyperparameter"] = hyperparameter_features(evaluations)
+    for kind, (matrix, names) in feature_groups.items():
         if not names:
             continue
         fit = ridge_effects(np.concatenate([matrix, fidelity], 1), loss, rng=rng,
                             reported=len(names), bootstrap=bootstrap)
         groups[kind] = {"alpha": fit["alpha"], "r2": round(fit["r2"], 4)}
-        frequency = (matrix > 0).mean(0)
+        # Every evaluation has every searched number.
+        frequency = np.ones(len(names)) if kind == "hyperparameter" else (matrix > 0).mean(0)
         for i, name in enumerate(names):
             features.append({"kind": kind, "name": name,
                              "effect": round(float(fit["effect"][i]), 6),
@@ -190,5 +218,5 @@ def run_importance(evaluations: Sequence[Mapping], op_names: Sequence[str], *,
             "bootstrap": bootstrap, "groups": groups, "features": features}
 
 
-__all__ = ["KINDS", "MIN_EVALUATIONS", "arch_features", "loo_error", "position_labels",
-           "ridge_effects", "run_importance"]
+__all__ = ["KINDS", "MIN_EVALUATIONS", "arch_features", "hyperparameter_features", "loo_error",
+           "position_labels", "ridge_effects", "run_importance"]

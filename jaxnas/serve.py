@@ -23,7 +23,13 @@ from jaxnas import spaces as spaces_lib
 from jaxnas.arch import from_json
 from jaxnas.drawing import arch_svg
 from jaxnas.importance import run_importance
-from jaxnas.search import Record, RunDir, RunDirectoryError, SearchConfig
+from jaxnas.search import (
+    Record,
+    RunDir,
+    RunDirectoryError,
+    SearchConfig,
+    describe_hyperparameters,
+)
 
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -48,6 +54,7 @@ def _row(index: int, record: Record, objective: str) -> dict:
             "val_loss": _finite(record.val_loss), "val_acc": _finite(record.val_acc),
             "params": record.params, "flops": record.flops, "steps": record.steps,
             "seconds": record.seconds,
+            "training": describe_hyperparameters(record.hyperparameters or {}),
             "summary": f"{len(nodes)} node{'s' * (len(nodes) != 1)}, {edges} "
                        f"edge{'s' * (edges != 1)}: {', '.join(nodes)}"}
 
@@ -119,7 +126,8 @@ class RunReader:
                 "importance": importance,
                 "result": None if result is None else {
                     key: result.get(key) for key in ("best", "test_accuracy", "test_loss",
-                                                     "wall_seconds", "generations")},
+                                                     "wall_seconds", "generations",
+                                                     "hyperparameters")},
                 "op_names": list(space.op_names) if space is not None else []}
 
     def arch_svg(self, arch_hash: str) -> str | None:

@@ -1,5 +1,6 @@
-"""``jaxnas report``: the top architectures of a run, its plots, drawings and the
-importance of ops, positions and edges."""
+"""``jaxnas report``: the top architectures of a run (and their training numbers in a
+joint search), its plots, drawings and the importance of ops, positions, edges and
+searched training numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import dataclasses
 
 from jaxnas.arch import from_json
 from jaxnas.cli.usage import UsageError, positive_int
-from jaxnas.search import Record, RunDir, SearchError, rank_stability
+from jaxnas.search import Record, RunDir, SearchError, describe_hyperparameters, rank_stability
 
 
 def add_parser(commands) -> None:
@@ -37,7 +38,9 @@ def _report(args: argparse.Namespace) -> None:
     order = sorted(records, key=lambda r: (r.val_loss, r.hash))
     _print_table(records, order[:args.top])
     if result is not None:
-        print(f"retrained best: test accuracy {result['test_accuracy']:.4f}")
+        trained = result.get("hyperparameters")
+        print(f"retrained best: test accuracy {result['test_accuracy']:.4f}"
+              + (f", trained with {describe_hyperparameters(trained)}" if trained else ""))
     for path in rundir.write_plots(records):
         print(f"plot: {path}")
     if args.draw:
@@ -51,14 +54,18 @@ def _print_table(records: list[Record], ranked: list[Record]) -> None:
     loss_title, acc_title = ("val_loss ± std", "val_acc ± std") if repeated else ("val_loss",
                                                                                    "val_acc")
     width = 17 if repeated else 8
+    joint = any(r.hyperparameters for r in records)
     print(f"{'rank':>4}  {'hash':12}  {loss_title:>{width}}  {acc_title:>{width}}  "
-          f"{'params':>9}  {'FLOPs':>11}  {'steps':>5}  architecture")
+          f"{'params':>9}  {'FLOPs':>11}  {'steps':>5}  "
+          + ("training numbers; " if joint else "") + "architecture")
     for rank, r in enumerate(ranked, 1):
         nodes = [n for n in r.arch["nodes"][1:-1] if n != "pad"]
         summary = f"{len(nodes)} nodes, {len(r.arch['edges'])} edges: {', '.join(nodes)}"
         loss, acc = f"{r.val_loss:.4f}", f"{r.val_acc:.4f}"
         if r.repeat_val_loss:
             loss, acc = f"{loss} ± {r.val_loss_std:.4f}", f"{acc} ± {r.val_acc_std:.4f}"
+        if joint:
+            summary = f"{describe_hyperparameters(r.hyperparameters or {})}; {summary}"
         print(f"{rank:>4}  {r.hash[:12]}  {loss:>{width}}  {acc:>{width}}  {r.params:9,}  "
               f"{r.flops:11,}  {r.steps:5}  {summary}")
     if not repeated:
@@ -99,13 +106,14 @@ def _print_importance(rundir: RunDir, space, records: list[Record], top: int) ->
                          f"finite loss; {rundir} has {len(records)}")
     print(f"\nimportance: ridge regressions of validation loss on {importance['evaluations']} "
           "evaluations; effect = change in validation loss per node (or edge) with the "
-          "feature, negative is good; 90% bootstrap interval; share = evaluations with it")
-    print(f"{'kind':8}  {'feature':44}  {'effect':>8}  {'90% interval':>20}  {'share':>5}")
+          "feature, or per standard deviation of a training number; negative is good; 90% "
+          "bootstrap interval; share = evaluations with it")
+    print(f"{'kind':14}  {'feature':44}  {'effect':>8}  {'90% interval':>20}  {'share':>5}")
     for kind in KINDS:
         features = [f for f in importance["features"] if f["kind"] == kind]
         for f in features[:top]:
             interval = f"[{f['low']:.4f}, {f['high']:.4f}]"
-            print(f"{kind:8}  {f['name'][:44]:44}  {f['effect']:8.4f}  {interval:>20}  "
+            print(f"{kind:14}  {f['name'][:44]:44}  {f['effect']:8.4f}  {interval:>20}  "
                   f"{f['frequency']:5.0%}")
     fits = ", ".join(f"{kind} {fit['r2']:.2f}" for kind, fit in importance["groups"].items())
     print(f"leave-one-out R^2 of each model (near 0 or below: the effects are noise): {fits}")

@@ -30,6 +30,11 @@ def add_parser(commands) -> None:
                      "files of architecture JSON (RUN/best/arch.json, a list, NAS-Bench-101 "
                      "{matrix, ops}) or of NAS-Bench-201 strings, one per line, or such "
                      "strings themselves")
+    run.add_argument("--search-hp", action="append", metavar="NAME=SPEC",
+                     help="search a training number with the architecture, each candidate "
+                     "at its own: NAME=LOW:HIGH, NAME=LOW:HIGH:log or NAME=A,B,C (names: "
+                     "learning_rate, weight_decay, momentum; repeatable), e.g. "
+                     "learning_rate=1e-4:3e-2:log")
     run.add_argument("--out", help="new run directory for the log, checkpoint, plots and model")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     run.add_argument("--quiet", action="store_true", help="no progress display")
@@ -75,6 +80,8 @@ def _search(args: argparse.Namespace) -> None:
     settings = {name: getattr(args, name) for name in _config_fields()
                 if getattr(args, name) is not None}
     options = _strategy_options(args.strategy_option or [])
+    if args.search_hp:
+        settings["hyperparameters"] = _searched_numbers(args.search_hp)
     if args.resume is not None and (settings or options or args.initial):
         raise UsageError("--resume continues a run with its own settings; give no other options")
     server = None
@@ -121,10 +128,24 @@ def _strategy_options(pairs: list[str]) -> dict:
     return options
 
 
+def _searched_numbers(pairs: list[str]) -> dict[str, str]:
+    """``--search-hp NAME=SPEC`` pairs as {name: spec} (the specs are checked by the
+    search)."""
+    searched = {}
+    for pair in pairs:
+        name, equals, spec = pair.partition("=")
+        if not equals or not name or not spec:
+            raise UsageError(f"--search-hp takes NAME=LOW:HIGH[:log] or NAME=A,B,C; got {pair!r}")
+        if name in searched:
+            raise UsageError(f"--search-hp names {name} twice")
+        searched[name] = spec
+    return searched
+
+
 def _config_fields() -> dict[str, dataclasses.Field]:
-    """The ``SearchConfig`` fields that are options of ``jaxnas search``, by name."""
+    """The ``SearchConfig`` fields that are plain options of ``jaxnas search``, by name."""
     return {field.name: field for field in dataclasses.fields(SearchConfig)
-            if field.name not in ("strategy_options", "initial")}
+            if field.name not in ("strategy_options", "initial", "hyperparameters")}
 
 
 def _add_config_options(run: argparse.ArgumentParser) -> None:

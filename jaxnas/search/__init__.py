@@ -6,7 +6,8 @@ generation: ask, train, tell; the ``Snapshot`` it gives and takes), ``driver``
 (the loop, the final retraining), ``rundir`` (``RunDir``, the one owner of the run
 directory: file names, lock, log, checkpoint, outputs), ``checkpoint`` (snapshots
 by field path, format versions), ``logfile`` (the log's lines), ``outputs`` (what
-a finished search leaves), ``one_shot`` (DARTS as a strategy), ``plots`` and
+a finished search leaves), ``hyper`` (the training numbers a joint search declares),
+``one_shot`` (DARTS as a strategy), ``plots`` and
 ``predictor`` (a trained model read back). ``jaxnas.search`` on the top-level
 package is the ``search`` function; import the other names from here
 (``from jaxnas.search import read_log``).
@@ -23,6 +24,7 @@ from jaxnas.search.config import (
     SearchInterrupted,
     SearchResult,
     SettingError,
+    describe_hyperparameters,
     flag_name,
     flag_of,
     rank_stability,
@@ -41,8 +43,9 @@ from jaxnas.search.rundir import (
 
 __all__ = ["OBJECTIVES", "OBJECTIVE_WEIGHTS", "Predictor", "Record", "RunDir",
            "RunDirectoryError", "SearchConfig", "SearchError", "SearchInterrupted",
-           "SearchResult", "SettingError", "Snapshot", "atomic_write", "flag_name", "flag_of",
-           "load", "rank_stability", "read_log", "search", "unknown_space_hint", "write_plots"]
+           "SearchResult", "SettingError", "Snapshot", "atomic_write", "describe_hyperparameters",
+           "flag_name", "flag_of", "load", "rank_stability", "read_log", "search",
+           "unknown_space_hint", "write_plots"]
 
 # DARTS trains on the search's data, so it joins the strategies from this layer.
 _strategies.register("darts", _darts)

@@ -17,6 +17,8 @@ import numpy as np
 from jaxnas import spaces as spaces_lib
 from jaxnas.arch import Arch, describe
 from jaxnas.nn import NORMS, ModelConfig
+from jaxnas.search.hyper import hyper_space
+from jaxnas.strategies import HyperSpace
 from jaxnas.train import OPTIMIZERS, PROGRAMS
 
 OBJECTIVES = ("loss", "loss+params", "loss+flops")
@@ -120,6 +122,10 @@ class SearchConfig:
         evaluates first, in order; the strategy starts from them (``seeded``).
         ``search(initial=...)`` and ``--initial`` read them from files, strings and
         objects (``jaxnas.search.initial``).
+      hyperparameters: a joint search of training numbers too: {name: "LOW:HIGH",
+        "LOW:HIGH:log" or "A,B,C"} (``jaxnas.search.hyper``; names of
+        ``jaxnas.train.Hyperparams``); each candidate trains at its own, the others
+        keep their settings. Empty: architectures only.
     """
 
     space: str = _setting("mlp", "search space")
@@ -152,6 +158,8 @@ class SearchConfig:
     repeats: int = _setting(1, "train each candidate this many times (other initial weights "
                             "and minibatch orders) and tell strategies the mean", minimum=1)
     initial: tuple[dict, ...] = _setting((), "architectures to evaluate first")
+    hyperparameters: dict = _setting({}, "training numbers searched with the architecture",
+                                     flag="--search-hp")
 
     def check(self) -> None:
         """Raises SettingError naming the first bad value (names are checked by ``search``,
@@ -172,6 +180,15 @@ class SearchConfig:
                                f"{{name}} must be a positive number; got {self.learning_rate}")
         if self.seed < 0:
             raise SettingError("seed", f"{{name}} must be non-negative; got {self.seed}")
+        self.hyper_space()
+
+    def hyper_space(self) -> HyperSpace | None:
+        """The searched training numbers (None: architectures only); SettingError for a
+        bad entry."""
+        try:
+            return hyper_space(self.hyperparameters, self.optimizer)
+        except ValueError as error:
+            raise SettingError("hyperparameters", f"{{name}}: {error}") from None
 
     @property
     def model(self) -> ModelConfig:
@@ -207,6 +224,14 @@ class Record:
     repeat_val_loss: list[float] | None = None
     repeat_val_acc: list[float] | None = None
     parent: str | None = None
+    # In a joint search: the training numbers this candidate was trained with.
+    hyperparameters: dict[str, float] | None = None
+
+    @property
+    def identity(self) -> tuple:
+        """What makes two evaluations the same candidate: the architecture's canonical
+        hash and, in a joint search, its training numbers."""
+        return (self.hash, tuple(sorted((self.hyperparameters or {}).items())))
 
     def to_json(self) -> dict:
         """The log line's fields: the unset optional ones are left out."""
@@ -223,6 +248,11 @@ class Record:
         """The fitness as one number: two objectives summed with ``OBJECTIVE_WEIGHTS``."""
         return sum(w * f for w, f in zip(OBJECTIVE_WEIGHTS, self.fitness(objective),
                                          strict=False))
+
+
+def describe_hyperparameters(values: dict[str, float]) -> str:
+    """``learning_rate=0.003, momentum=0.9``."""
+    return ", ".join(f"{name}={value:.4g}" for name, value in values.items())
 
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
@@ -254,12 +284,13 @@ def best_record(history: list[Record], objective: str) -> Record:
     """The record to retrain: among the highest-fidelity ones, the lowest weighted fitness."""
     top = max(r.steps for r in history)
     finished = [r for r in history if r.steps == top]
-    return min(finished, key=lambda r: (r.weighted_fitness(objective), r.hash))
+    return min(finished, key=lambda r: (r.weighted_fitness(objective), r.identity))
 
 
 @dataclasses.dataclass
 class SearchResult:
-    """What a search returns: the best architecture, its scores and the history."""
+    """What a search returns: the best architecture, its scores, the training numbers it
+    was retrained with and the history."""
 
     space: spaces_lib.Space
     best_arch: Arch
@@ -271,6 +302,9 @@ class SearchResult:
     wall_seconds: float
     generations: int
     out: Path | None
+    # The training numbers of the final retraining: the winner's searched ones, the
+    # run's settings for the others (momentum only with SGD).
+    hyperparameters: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [
@@ -283,6 +317,8 @@ class SearchResult:
             f"generation{'s' if self.generations != 1 else ''}, "
             f"{self.wall_seconds:.1f} s",
         ]
+        if self.best.hyperparameters:
+            lines.insert(3, "trained with " + describe_hyperparameters(self.best.hyperparameters))
         if self.out is not None:
             lines.append(f"run directory: {self.out}")
         return "\n".join(lines)

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from jaxnas import strategies as strategies_lib
 from jaxnas.data import Dataset
 from jaxnas.search.config import OBJECTIVE_WEIGHTS, SearchConfig, SearchError
 from jaxnas.search.initial import initial_population
@@ -22,7 +23,7 @@ from jaxnas.strategies import Strategy, seeded
 from jaxnas.train import TrainConfig
 
 CONTEXT = ("batch_size", "objectives", "weights", "max_steps", "budget", "model_config",
-           "train_config", "data", "score_fn")
+           "train_config", "data", "score_fn", "hyperparameters")
 
 
 def _context(config: SearchConfig, space: Space, data: Dataset,
@@ -44,6 +45,7 @@ def _context(config: SearchConfig, space: Space, data: Dataset,
         "train_config": lambda: train_config,
         "data": lambda: data,
         "score_fn": score_fn,
+        "hyperparameters": config.hyper_space,
     }
     assert tuple(thunks) == CONTEXT
     return thunks
@@ -87,6 +89,10 @@ def build_strategy(name: str, factory: Callable[..., Strategy], space: Space,
     parameters = inspect.signature(factory).parameters.values()
     takes_all = any(p.kind is p.VAR_KEYWORD for p in parameters)
     taken = {p.name for p in parameters}
+    if config.hyperparameters and not (takes_all or "hyperparameters" in taken):
+        raise SearchError(f"strategy {name} cannot search training hyper-parameters; "
+                          f"use one of {', '.join(joint_strategies())}, or leave "
+                          "hyperparameters (--search-hp) out")
     thunks = _context(config, space, data, train_config)
     context = {key: build() for key, build in thunks.items() if takes_all or key in taken}
     try:
@@ -95,4 +101,14 @@ def build_strategy(name: str, factory: Callable[..., Strategy], space: Space,
             strategy = seeded(strategy, initial_population(config.initial, space))
     except (TypeError, ValueError) as error:
         raise SearchError(f"strategy {name}: {error}") from None
+    if config.hyperparameters and strategy.hyperparameters is None:
+        raise SearchError(f"strategy {name} took hyperparameters but reports none for its "
+                          "asks (Strategy.hyperparameters)")
     return strategy
+
+
+def joint_strategies() -> list[str]:
+    """The registered strategies whose factory takes ``hyperparameters`` (joint search)."""
+    return [name for name in strategies_lib.names()
+            if "hyperparameters" in inspect.signature(
+                strategies_lib.factory(name)).parameters]

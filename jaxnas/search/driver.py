@@ -29,6 +29,7 @@ from jaxnas.search.config import (
     SettingError,
     unknown_space_hint,
 )
+from jaxnas.search.hyper import canonical
 from jaxnas.search.initial import read_initial
 from jaxnas.search.outputs import best_files, result_summary
 from jaxnas.search.run import Run, arch_keys
@@ -72,7 +73,9 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
         starts: files, NAS-Bench-201 strings, architecture JSON objects, ``Arch``
         objects or NAS-Bench-101 ``(matrix, ops)`` pairs (``jaxnas.search.initial``).
       **options: other ``SearchConfig`` fields (population, steps, ...); a
-        ``batch_size`` larger than the training split is refused.
+        ``batch_size`` larger than the training split is refused;
+        ``hyperparameters={"learning_rate": "1e-4:3e-2:log"}`` is a joint search
+        (``SearchConfig.hyperparameters``, ``jaxnas.search.hyper``).
 
     Raises:
       SearchError, DataError, ArchError: bad input, one line, nothing written
@@ -150,6 +153,11 @@ def _resumed_config(rundir: RunDir | None, data) -> tuple[SearchConfig, object]:
 
 def _new_config(space: str, strategy: str, data, budget: int, seed: int,
                 strategy_options: dict | None, options: dict) -> SearchConfig:
+    if options.get("hyperparameters"):
+        try:
+            options = {**options, "hyperparameters": canonical(options["hyperparameters"])}
+        except ValueError as error:
+            raise SettingError("hyperparameters", f"{{name}}: {error}") from None
     try:
         return SearchConfig(space=space, strategy=strategy,
                             dataset=data if isinstance(data, str) else "arrays",
@@ -263,10 +271,12 @@ def _finish(run: Run, rundir: RunDir | None) -> SearchResult:
     arch = _arch_from_record(run.space, best)
     trainval = dataclasses.replace(run.data, x_train=run.data.x_trainval,
                                    y_train=run.data.y_trainval)
+    # The winner's own training numbers in a joint search, else the run's.
+    numbers = {"learning_rate": run.config.learning_rate, **(best.hyperparameters or {})}
     final = TrainConfig(steps=run.config.final_steps,
                         batch_size=min(run.config.batch_size, len(trainval.y_train)),
-                        optimizer=run.config.optimizer, learning_rate=run.config.learning_rate,
-                        schedule="cosine", model=run.config.model, program=run.config.program)
+                        optimizer=run.config.optimizer, schedule="cosine",
+                        model=run.config.model, program=run.config.program, **numbers)
     single = stack([arch])
     # One candidate: on several devices the others would train padding copies of it.
     result = train_population(arch_keys(run.k_final, [best.hash]), run.space, single,
@@ -277,7 +287,10 @@ def _finish(run: Run, rundir: RunDir | None) -> SearchResult:
     outcome = SearchResult(
         space=run.space, best_arch=arch, best=best, test_accuracy=float(test_acc[0]),
         test_loss=float(test_loss[0]), history=list(run.history), config=run.config,
-        wall_seconds=run.elapsed, generations=run.generation, out=run.out)
+        wall_seconds=run.elapsed, generations=run.generation, out=run.out,
+        hyperparameters={name: float(value)
+                         for name, value in final.hyperparams()._asdict().items()
+                         if name != "momentum" or final.optimizer == "sgd"})
     if rundir is not None:
         params = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[0]), result.params)
         rundir.write_best(best_files(outcome, run.data, params))

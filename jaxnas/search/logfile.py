@@ -82,6 +82,11 @@ def _wrong_field(record: Record) -> str | None:
             return f"{name} is {getattr(record, name)!r}, not an integer"
     if not isinstance(record.hash, str):
         return f"hash is {record.hash!r}, not a string"
+    hyper = record.hyperparameters
+    if hyper is not None and not (isinstance(hyper, dict) and all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+            for k, v in hyper.items())):
+        return f"hyperparameters is {hyper!r}, not an object of numbers"
     arch = record.arch
     if not (isinstance(arch, dict) and isinstance(arch.get("nodes"), list)
             and isinstance(arch.get("edges"), list)):

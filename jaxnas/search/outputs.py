@@ -25,7 +25,8 @@ def best_files(outcome: SearchResult, data: data_lib.Dataset, params) -> dict[st
     model = {"space": space.name, "input_shape": list(data.input_shape),
              "num_classes": data.num_classes, "width": config.width, "cells": config.cells,
              "norm": config.norm, "mean": None if data.mean is None else data.mean.tolist(),
-             "std": None if data.std is None else data.std.tolist()}
+             "std": None if data.std is None else data.std.tolist(),
+             "hyperparameters": outcome.hyperparameters}
     return {"arch": json.dumps(arch_json, indent=1).encode(),
             "params": serialization.to_bytes(params),
             "model": json.dumps(model).encode(),
@@ -34,8 +35,9 @@ def best_files(outcome: SearchResult, data: data_lib.Dataset, params) -> dict[st
 
 
 def result_summary(outcome: SearchResult) -> dict:
-    """result.json: the best record, its test scores, the settings, versions, device,
-    time and the importance of ops, positions and edges."""
+    """result.json: the best record, its test scores, the training numbers it was
+    retrained with, the settings, versions, device, time and the importance of ops,
+    positions, edges and searched training numbers."""
     from jaxnas import __version__
 
     best = outcome.best
@@ -43,7 +45,9 @@ def result_summary(outcome: SearchResult) -> dict:
     space = outcome.space
     return {
         "best": {"hash": best.hash, "arch": best.arch, "val_loss": best.val_loss,
-                 "val_acc": best.val_acc, "params": best.params, "flops": best.flops},
+                 "val_acc": best.val_acc, "params": best.params, "flops": best.flops,
+                 **({"hyperparameters": best.hyperparameters} if best.hyperparameters else {})},
+        "hyperparameters": outcome.hyperparameters,
         "val_loss": best.val_loss, "val_acc": best.val_acc,
         "test_accuracy": outcome.test_accuracy, "test_loss": outcome.test_loss,
         "config": dataclasses.asdict(outcome.config),

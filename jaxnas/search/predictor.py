@@ -37,6 +37,8 @@ class Predictor:
         self.params = rundir.best_params(params, template)
         self.mean = None if meta["mean"] is None else np.asarray(meta["mean"], np.float32)
         self.std = None if meta["std"] is None else np.asarray(meta["std"], np.float32)
+        # The training numbers it was retrained with (runs before joint search: unknown).
+        self.hyperparameters: dict[str, float] = dict(meta.get("hyperparameters") or {})
         self._logits = jax.jit(lambda params, x: self.model.apply(params, self.arch, x))
 
     def logits(self, x: np.ndarray, normalised: bool = False) -> np.ndarray:

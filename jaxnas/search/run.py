@@ -3,7 +3,10 @@
 Determinism: an architecture's initial weights come from the run's seed and its
 canonical hash, and every candidate of the whole search sees the same
 minibatches; so its result does not depend on the population it was trained
-with, and a resumed run retraces the uninterrupted one exactly.
+with, and a resumed run retraces the uninterrupted one exactly. In a joint search a
+candidate is an architecture at its own training numbers (``Record.identity``): the
+same architecture at other numbers starts from the same weights and is another
+candidate.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +38,13 @@ from jaxnas.train import (
     take_candidates,
     train_population,
 )
+
+Identity = tuple  # Record.identity: (canonical hash, sorted (name, value) pairs)
+
+
+def identity_of(arch_hash: str, numbers: dict[str, float] | None) -> Identity:
+    """``Record.identity`` of an architecture trained at ``numbers`` (None: the run's)."""
+    return (arch_hash, tuple(sorted((numbers or {}).items())))
 
 
 def arch_keys(seed_key: jax.Array, hashes: list[str]) -> jax.Array:
@@ -76,10 +86,11 @@ class Run:
         self.model = make_model(self.space, self.data.input_shape, self.data.num_classes,
                                 config.model)
         self.device_data = put_data(self.data)
+        self.hyper = config.hyper_space()
         root = jax.random.key(config.seed)
         self.k_strategy, self.k_weights, self.k_batches, self.k_final = jax.random.split(root, 4)
-        self.cache: dict[tuple[str, int], Record] = {}
-        # hash -> one candidate's train state, kept for multi-fidelity continuation. Not
+        self.cache: dict[tuple[Identity, int], Record] = {}
+        # identity -> one candidate's train state, kept for multi-fidelity continuation. Not
         # checkpointed: with hash-derived weights and shared minibatches, retraining from
         # scratch to the same step count after a resume gives the same result.
         self.trained: dict[str, Any] = {}
@@ -110,7 +121,7 @@ class Run:
         self.key = snapshot.key
         self.state = snapshot.strategy
         self.history = list(snapshot.history)
-        self.cache = {(record.hash, record.steps): record for record in self.history}
+        self.cache = {(record.identity, record.steps): record for record in self.history}
 
     def train_config(self, steps: int) -> TrainConfig:
         return TrainConfig(steps=steps, batch_size=min(self.config.batch_size,
@@ -142,24 +153,33 @@ class Run:
         steps = (int(self.strategy.fidelity(self.state)) if self.strategy.fidelity
                  else self.config.steps)
         members = unstack(archs)
-        hashes = [self.space.canonical_hash(a) for a in members]
+        numbers = self._numbers(len(members))
+        identities = [identity_of(self.space.canonical_hash(a), n)
+                      for a, n in zip(members, numbers, strict=True)]
         parents = self._parents(len(members))
-        fresh: dict[str, tuple[Arch, str | None]] = {}
-        for h, arch, parent in zip(hashes, members, parents, strict=True):
-            if (h, steps) not in self.cache and h not in fresh:
-                fresh[h] = (arch, parent)
+        fresh: dict[Identity, Candidate] = {}
+        for key, arch, parent, n in zip(identities, members, parents, numbers, strict=True):
+            if (key, steps) not in self.cache and key not in fresh:
+                fresh[key] = Candidate(arch, parent, n)
         fresh = dict(list(fresh.items())[:max(self.budget_left(), 0)])
         new_records = self._train(fresh, steps, start) if fresh else []
         fitness = np.array([
-            self.cache[(h, steps)].fitness(self.config.objective) if (h, steps) in self.cache
-            else (math.inf,) * self.config.num_objectives
-            for h in hashes], np.float32)
+            self.cache[(key, steps)].fitness(self.config.objective)
+            if (key, steps) in self.cache else (math.inf,) * self.config.num_objectives
+            for key in identities], np.float32)
         if self.config.num_objectives == 1:
             fitness = fitness[:, 0]
         self.state, _ = self.tell(k_tell, self.state, archs, jnp.asarray(fitness))
         self.generation += 1
         self.elapsed += time.perf_counter() - start
         return new_records
+
+    def _numbers(self, size: int) -> list[dict[str, float] | None]:
+        """Per asked member, its training numbers in a joint search (else None each)."""
+        if self.hyper is None:
+            return [None] * size
+        units = np.asarray(jax.device_get(self.strategy.hyperparameters(self.state)))
+        return [self.hyper.describe(u) for u in units]
 
     def _parents(self, size: int) -> list[str | None]:
         """Per asked member, the hash of the trained parent whose weights it inherits."""
@@ -173,14 +193,15 @@ class Run:
             found.append(h if h is not None and self.weights.has(h) else None)
         return found
 
-    def _train(self, fresh: dict[str, tuple[Arch, str | None]], steps: int,
+    def _train(self, fresh: dict[Identity, Candidate], steps: int,
                start: float) -> list[Record]:
-        hashes = list(fresh)
-        archs = stack([arch for arch, _ in fresh.values()])
+        identities = list(fresh)
+        hashes = [key[0] for key in identities]
+        archs = stack([candidate.arch for candidate in fresh.values()])
         k = self.config.repeats
         groups: dict[int, list[int]] = {}
-        for i, h in enumerate(hashes):
-            done = int(self.trained[h].step) if h in self.trained else 0
+        for i, key in enumerate(identities):
+            done = int(self.trained[key].step) if key in self.trained else 0
             groups.setdefault(done if done < steps else 0, []).append(i)
         val_loss = np.zeros((len(hashes), k), np.float32)
         val_acc = np.zeros((len(hashes), k), np.float32)
@@ -188,21 +209,23 @@ class Run:
             # K rows per candidate, candidate-major: row j * K + r is repeat r of index[j].
             group = jax.tree_util.tree_map(lambda leaf, index=index: leaf[np.repeat(index, k)],
                                            archs)
-            names = [hashes[i] for i in index]
+            keys = [identities[i] for i in index]
+            names = [key[0] for key in keys]
             if done:
-                state = stack_candidates([self.trained[h] for h in names]).map_candidates(
+                state = stack_candidates([self.trained[key] for key in keys]).map_candidates(
                     lambda leaf: leaf.reshape((-1,) + leaf.shape[2:]))
             else:
-                state = self._start_state(names, group, [fresh[h][1] for h in names])
+                state = self._start_state(names, group, [fresh[key].parent for key in keys])
             result = train_population(
                 arch_keys(self.k_weights, names), self.space, group, self.device_data,
-                self.train_config(steps - done), state=state, batch_key=self.k_batches)
+                self.train_config(steps - done), state=state, batch_key=self.k_batches,
+                hyperparams=self._row_numbers([fresh[key].numbers for key in keys]))
             val_loss[index] = result.val_loss.reshape(-1, k)
             val_acc[index] = result.val_acc.reshape(-1, k)
-            for j, h in enumerate(names):
+            for j, (key, h) in enumerate(zip(keys, names, strict=True)):
                 rows = np.arange(j * k, (j + 1) * k)
                 if self.strategy.fidelity is not None:
-                    self.trained[h] = take_candidates(result.state, rows)
+                    self.trained[key] = take_candidates(result.state, rows)
                 if self.config.inherit:
                     self.weights.store(h, jax.tree_util.tree_map(lambda leaf, rows=rows: np.asarray(
                         leaf[rows]), result.params))
@@ -210,24 +233,34 @@ class Run:
         flops = np.asarray(self.model.flops(archs))
         seconds = (time.perf_counter() - start) / len(hashes)
         records = []
-        for i, h in enumerate(hashes):
+        for i, (key, h) in enumerate(zip(identities, hashes, strict=True)):
             record = Record(
                 generation=self.generation, hash=h,
                 arch=to_json(jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], archs),
                              self.space.op_names),
                 val_loss=float(val_loss[i].mean()), val_acc=float(val_acc[i].mean()),
                 params=int(params[i]), flops=int(flops[i]), steps=steps,
-                seconds=round(seconds, 4), parent=fresh[h][1])
+                seconds=round(seconds, 4), parent=fresh[key].parent,
+                hyperparameters=fresh[key].numbers)
             if k > 1:
                 finite = np.isfinite(val_loss[i]).all()
                 record.val_loss_std = float(val_loss[i].std(ddof=1)) if finite else math.inf
                 record.val_acc_std = float(val_acc[i].std(ddof=1))
                 record.repeat_val_loss = [float(v) for v in val_loss[i]]
                 record.repeat_val_acc = [float(v) for v in val_acc[i]]
-            self.cache[(h, steps)] = record
+            self.cache[(key, steps)] = record
             self.history.append(record)
             records.append(record)
         return records
+
+    def _row_numbers(self, numbers: list[dict[str, float] | None]) -> dict | None:
+        """The trainer's per-row numbers of candidates trained K rows each (None: the
+        run's)."""
+        if self.hyper is None:
+            return None
+        k = self.config.repeats
+        return {name: np.repeat(np.asarray([n[name] for n in numbers], np.float32), k)
+                for name in self.hyper.names}
 
     def _start_state(self, hashes: list[str], archs: Arch,
                      parents: list[str | None]) -> TrainState | None:
@@ -276,6 +309,15 @@ class Run:
     def best(self) -> Record:
         return best_record(self.history, self.config.objective)
 
+
+
+class Candidate(NamedTuple):
+    """An asked candidate not evaluated yet: its architecture, the hash of the parent
+    whose weights it inherits, and its training numbers in a joint search."""
+
+    arch: Arch
+    parent: str | None
+    numbers: dict[str, float] | None
 
 
 class _MemoryWeights:

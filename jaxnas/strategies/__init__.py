@@ -34,6 +34,12 @@ jitted ``lax.scan`` (``run_stepwise`` does the same from Python); every
 strategy except ``local`` fuses (``local`` computes variable-sized
 neighbourhoods on the host with ``space.neighbours``).
 
+Joint search: random, evolution, local, bananas and reinforce take
+``hyperparameters=HyperSpace(...)`` and then also search training numbers: each
+member carries H unit coordinates (``Strategy.hyperparameters(state)`` after an ask;
+``HyperSpace.values`` maps them to numbers), which they sample, mutate, encode or
+draw from a categorical. The others do not take it.
+
 Seeding: ``seeded(strategy, archs)`` asks the given archs first, then lets the
 strategy go on; its tell sees them, so populations, training sets and climbs
 start from them (multi-fidelity strategies take them into a first rung).
@@ -47,8 +53,10 @@ and adds the bookkeeping (docs/writing-a-strategy.md). The search driver
 offers every factory the same keyword context and passes those its signature
 names (or all of them to a ``**context``): ``batch_size`` (the population),
 ``objectives``, ``weights``, ``max_steps`` (training steps of a full evaluation),
-``budget`` (unique evaluations), ``model_config``, ``train_config``, ``data`` and
-``score_fn`` (a training-free proxy, built only for a factory that takes it). Its
+``budget`` (unique evaluations), ``model_config``, ``train_config``, ``data``,
+``score_fn`` (a training-free proxy, built only for a factory that takes it) and
+``hyperparameters`` (a ``HyperSpace`` in a joint search, else None; a search with
+one refuses a factory that does not take it). Its
 other keyword arguments are the strategy's options (``strategy_options``,
 ``--strategy-option KEY=VALUE``).
 """
@@ -72,6 +80,7 @@ from jaxnas.strategies._base import (
 )
 from jaxnas.strategies._evolution import evolution
 from jaxnas.strategies._halving import hyperband, successive_halving
+from jaxnas.strategies._hyper import Dimension, HyperSpace, JointSpace
 from jaxnas.strategies._local import local_search
 from jaxnas.strategies._loop import History, make_fused, run_fused, run_stepwise
 from jaxnas.strategies._random import random_search
@@ -119,7 +128,8 @@ def get(name: str, space: Space | str, **config) -> Strategy:
 
 
 __all__ = [
-    "History", "Info", "Lineage", "Strategy", "bananas", "evolution", "factory", "get", "hyperband",
+    "Dimension", "History", "HyperSpace", "Info", "JointSpace", "Lineage", "Strategy", "bananas",
+    "evolution", "factory", "get", "hyperband",
     "improve", "initial_best", "local_search", "make_fused", "make_strategy", "names",
     "objectives", "pareto", "random_search", "register", "reinforce", "run_fused",
     "run_stepwise", "score", "seeded", "successive_halving", "top_scored", "zero_cost",

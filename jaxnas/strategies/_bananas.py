@@ -17,7 +17,9 @@ bit, then a one-hot over ``num_ops + 1`` classes, padding included, per inner
 node), not BANANAS's path encoding: it has the same fixed width for every
 space, whereas the number of input -> output paths grows exponentially with the
 cell size. In ``nasbench201`` the edge bits are constant and the features are
-the 6 edges' one-hot ops.
+the 6 edges' one-hot ops. In a joint search the features go on with the training
+hyper-parameters (``HyperSpace.features``), mutants may move them and random
+candidates draw them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from jaxnas.strategies._base import (
     orphans,
     score,
 )
+from jaxnas.strategies._hyper import HyperSpace, JointSpace, identity
 from jaxnas.strategies._population import broadcast, concat, same, set_rows, take, top_unique, where
 
 ACQUISITIONS = ("its", "ucb")
@@ -59,6 +62,16 @@ def encode(arch: Arch, num_ops: int) -> jax.Array:
     inner = arch.ops[1:-1]
     ops = jax.nn.one_hot(jnp.where(inner == PAD, num_ops, inner), num_ops + 1)
     return jnp.concatenate([edges, ops.reshape(-1)])
+
+
+def population_features(space: Space, hyper: HyperSpace | None):
+    """(F, features): the predictor's input width and the vmapped encoding of a
+    population (of genome pairs (archs, units) with ``hyper``)."""
+    width = feature_width(space.max_nodes, space.num_ops)
+    if hyper is None:
+        return width, jax.vmap(lambda arch: encode(arch, space.num_ops))
+    return width + hyper.feature_width(), jax.vmap(lambda genome: jnp.concatenate(
+        [encode(genome[0], space.num_ops), hyper.features(genome[1])]))
 
 
 def init_ensemble(key: jax.Array, sizes: tuple[int, ...], members: int) -> list:
@@ -161,27 +174,37 @@ class BananasState:
     best_fitness: jax.Array  # () or (M,)
     count: jax.Array  # () int32
     lineage: Lineage  # the parents of the last ask's mutants
+    units: jax.Array | None = None  # (C, H) units of ``archs`` (joint search only)
+    hyper: jax.Array | None = None  # (B, H) units of the last ask (joint search only)
 
 
-def store(state: BananasState, archs: Arch, scores: jax.Array) -> BananasState:
-    """The buffer with told archs (B,) and their scores (B,) in the rows of
-    ``slots_to_replace``."""
+def genomes(state: BananasState):
+    """The buffer as the strategy mutates it: archs, or (archs, units) pairs."""
+    return state.archs if state.units is None else (state.archs, state.units)
+
+
+def store(state: BananasState, archs: Arch, scores: jax.Array,
+          units: jax.Array | None = None) -> BananasState:
+    """The buffer with told archs (B,) (at ``units`` (B, H) in a joint search) and their
+    scores (B,) in the rows of ``slots_to_replace``."""
     slots = slots_to_replace(state.scores, state.filled, scores.shape[0])
+    if units is not None:
+        state = state.replace(units=state.units.at[slots].set(units))
     return state.replace(archs=set_rows(state.archs, slots, archs),
                          scores=state.scores.at[slots].set(scores),
                          filled=state.filled.at[slots].set(True))
 
 
-def candidate_pool(key: jax.Array, space: Space, state: BananasState, num_parents: int,
-                   mutants_per_parent: int, extra: Arch) -> tuple[Arch, jax.Array]:
+def candidate_pool(key: jax.Array, space: Space | JointSpace, state: BananasState,
+                   num_parents: int, mutants_per_parent: int, extra) -> tuple[Arch, jax.Array]:
     """(pool, parent_of): ``mutants_per_parent`` mutants of each of the ``num_parents``
-    best told archs, then the archs of ``extra``; parent_of (num_parents *
-    mutants_per_parent,) is each mutant's row in ``state.archs``."""
+    best told archs (genome pairs with a ``JointSpace``), then the members of ``extra``;
+    parent_of (num_parents * mutants_per_parent,) is each mutant's row in the buffer."""
     _, parents = jax.lax.top_k(-jnp.where(state.filled, state.scores, jnp.inf), num_parents)
     # one flat vmap over (parent, mutant) pairs compiles much faster than a nested one
     parent_of = parents[jnp.arange(num_parents * mutants_per_parent) // mutants_per_parent]
     mutants = jax.vmap(space.mutate)(jax.random.split(key, parent_of.shape[0]),
-                                     take(state.archs, parent_of))
+                                     take(genomes(state), parent_of))
     return concat(mutants, extra), parent_of
 
 
@@ -190,7 +213,7 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
             initial_samples: int = 10, num_parents: int = 10, mutants_per_parent: int = 10,
             random_candidates: int | None = None, acquisition: str = "its",
             learning_rate: float = 0.01, exploration: float = 1.0, objectives: int = 1,
-            weights=None) -> Strategy:
+            weights=None, hyperparameters: HyperSpace | None = None) -> Strategy:
     """BANANAS: an ensemble of MLPs predicts fitness; the best-acquired candidates are asked.
 
     Args:
@@ -201,14 +224,18 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
       learning_rate, exploration: defaults of the traced params.
       objectives: M; M > 1 fitness is scalarised with ``params.weights``.
       weights: (M,) default weights (1/M each).
+      hyperparameters: a joint search: the predictor also sees the training numbers,
+        which mutants may move and random candidates draw (``Strategy.hyperparameters``).
     """
     weights = check_config("bananas", batch_size, objectives, weights)
+    joint = None if hyperparameters is None else JointSpace(space, hyperparameters)
+    moves = space if joint is None else joint
     capacity = max(256, 2 * batch_size) if capacity is None else capacity
     random_candidates = max(20, batch_size) if random_candidates is None else random_candidates
     mutants = num_parents * mutants_per_parent
     _check(acquisition, capacity, batch_size, num_parents, mutants + random_candidates)
-    sizes = (feature_width(space.max_nodes, space.num_ops), *hidden, 1)
-    features = jax.vmap(lambda arch: encode(arch, space.num_ops))
+    width, features = population_features(space, None if joint is None else joint.hyper)
+    sizes = (width, *hidden, 1)
     fit = jax.vmap(functools.partial(fit_mlp, steps=train_steps),
                    in_axes=(0, None, None, None, None))
 
@@ -221,28 +248,33 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
             filled=jnp.zeros((capacity,), bool),
             ensemble=init_ensemble(k_ensemble, sizes, ensemble_size), best_arch=first,
             best_fitness=initial_fitness(objectives), count=jnp.int32(0),
-            lineage=orphans(first, batch_size))
+            lineage=orphans(first, batch_size),
+            units=None if joint is None else jnp.zeros((capacity, joint.hyper.size)),
+            hyper=None if joint is None else jnp.zeros((batch_size, joint.hyper.size)))
 
     def ask(key: jax.Array, state: BananasState) -> tuple[Arch, BananasState]:
         k_random, k_mutate, k_acquire = jax.random.split(key, 3)
         # one sampling call site for both uses: each one costs compile time
-        randoms = space.sample(k_random, batch_size + random_candidates)
+        randoms = moves.sample(k_random, batch_size + random_candidates)
         pool, parent_of = candidate_pool(
-            k_mutate, space, state, num_parents, mutants_per_parent,
+            k_mutate, moves, state, num_parents, mutants_per_parent,
             take(randoms, batch_size + jnp.arange(random_candidates)))
         mean, std = predict(state.ensemble, features(pool))
         value = acquire(k_acquire, mean, std, acquisition, state.params.exploration)
-        told = jnp.any(same(pool, state.archs) & state.filled[None, :], 1)
-        index = top_unique(-jnp.where(told, jnp.inf, value), pool, batch_size)
+        told = jnp.any(same(identity(pool), identity(genomes(state))) & state.filled[None, :], 1)
+        index = top_unique(-jnp.where(told, jnp.inf, value), identity(pool), batch_size)
         warm = jnp.broadcast_to(state.count >= initial_samples, (batch_size,))
         archs = where(warm, take(pool, index), take(randoms, jnp.arange(batch_size)))
         mutant = index < mutants
         parent = take(state.archs, parent_of[jnp.where(mutant, index, 0)])
-        return archs, state.replace(lineage=Lineage(parent, warm & mutant))
+        lineage = Lineage(parent, warm & mutant)
+        if joint is None:
+            return archs, state.replace(lineage=lineage)
+        return archs[0], state.replace(lineage=lineage, hyper=archs[1])
 
     def tell(key: jax.Array, state: BananasState, archs: Arch, fitness: jax.Array):
-        state = store(state, archs, score(fitness, state.params.weights))
-        ensemble, losses = fit(init_ensemble(key, sizes, ensemble_size), features(state.archs),
+        state = store(state, archs, score(fitness, state.params.weights), state.hyper)
+        ensemble, losses = fit(init_ensemble(key, sizes, ensemble_size), features(genomes(state)),
                                standardise(state.scores, state.filled), state.filled,
                                state.params.learning_rate)
         return state.replace(ensemble=ensemble), {"predictor_loss": losses.mean()}
@@ -251,7 +283,8 @@ def bananas(space: Space, *, batch_size: int = 10, capacity: int | None = None,
                                    exploration=jnp.float32(exploration), weights=weights)
     return make_strategy("bananas", space, batch_size=batch_size, objectives=objectives,
                          init=init, ask=ask, tell=tell, default_params=default_params,
-                         lineage=lambda state: state.lineage)
+                         lineage=lambda state: state.lineage,
+                         hyperparameters=None if joint is None else lambda state: state.hyper)
 
 
 def _check(acquisition: str, capacity: int, batch_size: int, num_parents: int,

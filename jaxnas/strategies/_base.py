@@ -82,6 +82,7 @@ class _StrategyFields(NamedTuple):
     fidelity: Callable[[State], jax.Array] | None = None
     lineage: Callable[[State], Lineage] | None = None
     fresh: Callable[[State], jax.Array] | None = None
+    hyperparameters: Callable[[State], jax.Array] | None = None
 
 
 class Strategy(_StrategyFields):
@@ -122,6 +123,11 @@ class Strategy(_StrategyFields):
         ``fresh(state) -> bool scalar``: whether the next ``ask`` may (a
         multi-fidelity strategy's first rung of a bracket; its later rungs must
         ask the survivors again). ``seeded`` puts given archs only into such asks.
+      hyperparameters: None unless the strategy was built with a ``HyperSpace``
+        (a joint search); then ``hyperparameters(state) -> (B, H) float32``: the
+        unit coordinates of the training hyper-parameters of each member of the ask
+        that returned ``state`` (``HyperSpace.values`` maps them to numbers). ``tell``
+        learns the told archs at these coordinates.
     """
 
     __slots__ = ()
@@ -263,7 +269,8 @@ def make_strategy(name: str, space: Space, *, batch_size: int, init: Callable,
                   objectives: int = 1, vector_fitness: bool = False, jittable: bool = True,
                   keep_best: Callable | None = None, fidelity: Callable | None = None,
                   lineage: Callable | None = None, fresh: Callable | None = None,
-                  max_asks: int | None = None) -> Strategy:
+                  max_asks: int | None = None,
+                  hyperparameters: Callable | None = None) -> Strategy:
     """A ``Strategy`` from an algorithm's own ``init``, ``ask`` and ``tell``.
 
     The algorithm's state has the fields ``params``, ``best_arch`` and
@@ -290,7 +297,8 @@ def make_strategy(name: str, space: Space, *, batch_size: int, init: Callable,
         ``params.weights``.
       keep_best: ``keep_best(state, archs, fitness) -> state`` in place of the
         rule above (multi-fidelity strategies prefer the highest fidelity).
-      fidelity, lineage, fresh: as in ``Strategy``; max_asks: as in ``Info``.
+      fidelity, lineage, fresh, hyperparameters: as in ``Strategy``; max_asks: as in
+        ``Info``.
     """
     check_config(name, batch_size, objectives, None)
     front = vector_fitness and objectives > 1
@@ -327,4 +335,4 @@ def make_strategy(name: str, space: Space, *, batch_size: int, init: Callable,
                 max_asks=max_asks)
     return Strategy(init=init_with_defaults, ask=ask, tell=tell_and_track, best=best,
                     space=space, info=info, default_params=default_params, fidelity=fidelity,
-                    lineage=lineage, fresh=fresh)
+                    lineage=lineage, fresh=fresh, hyperparameters=hyperparameters)

@@ -7,7 +7,9 @@ e.g. from ``top_scored``); afterwards each child is the winner of a tournament
 of ``tournament_size`` members drawn without replacement, mutated ``mutations``
 times by ``space.mutate``. With M > 1 objectives the tournament winner is the
 member of lowest non-dominated rank, then largest crowding distance (NSGA-II),
-and ``best`` is the Pareto front of everything told.
+and ``best`` is the Pareto front of everything told. In a joint search each member
+also carries its training hyper-parameters, and a mutation moves the architecture or
+one of them (``JointSpace``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from jaxnas.strategies._base import (
     orphans,
     score,
 )
+from jaxnas.strategies._hyper import HyperSpace, JointSpace
 from jaxnas.strategies._population import set_rows, take, where
 
 
@@ -48,6 +51,11 @@ class EvolutionState:
     best_arch: Arch  # one arch, or the (C,) Pareto archive when M > 1
     best_fitness: jax.Array  # (), or (C, M) when M > 1
     lineage: Lineage  # the tournament winners the last ask's children came from
+    # Joint search only: (P, H) units of ``population`` and of ``initial``, (B, H) of the
+    # last ask.
+    units: jax.Array | None = None
+    initial_units: jax.Array | None = None
+    hyper: jax.Array | None = None
 
 
 def tournament_order(fitness: jax.Array, filled: jax.Array) -> jax.Array:
@@ -78,8 +86,9 @@ def tournament(key: jax.Array, order: jax.Array, filled: jax.Array, size: jax.Ar
     return jnp.argmin(jnp.where(drawn, order, jnp.inf))
 
 
-def mutate(key: jax.Array, space: Space, arch: Arch, moves: jax.Array) -> Arch:
-    """``arch`` after max(moves, 1) successive ``space.mutate`` moves (traced ``moves``)."""
+def mutate(key: jax.Array, space: Space | JointSpace, arch: Arch, moves: jax.Array) -> Arch:
+    """``arch`` (or a genome pair of a ``JointSpace``) after max(moves, 1) successive
+    ``space.mutate`` moves (traced ``moves``)."""
 
     def move(_, carry):
         key, arch = carry
@@ -90,17 +99,27 @@ def mutate(key: jax.Array, space: Space, arch: Arch, moves: jax.Array) -> Arch:
     return arch
 
 
-def offspring(key: jax.Array, space: Space, state: EvolutionState, order: jax.Array,
-              filled: jax.Array, size: jax.Array) -> tuple[Arch, Arch]:
-    """(child, parent): the winner of a tournament of ``size`` members, mutated."""
+def genomes(state: EvolutionState, initial: bool = False):
+    """The population (or the initial one) as the strategy mutates it: archs, or
+    (archs, units) pairs in a joint search."""
+    archs, units = ((state.initial, state.initial_units) if initial
+                    else (state.population, state.units))
+    return archs if units is None else (archs, units)
+
+
+def offspring(key: jax.Array, space: Space | JointSpace, state: EvolutionState,
+              order: jax.Array, filled: jax.Array, size: jax.Array):
+    """(child, parent): the winner of a tournament of ``size`` members, mutated (genome
+    pairs with a ``JointSpace``)."""
     k_draw, k_mutate = jax.random.split(key)
-    parent = take(state.population, tournament(k_draw, order, filled, size))
+    parent = take(genomes(state), tournament(k_draw, order, filled, size))
     return mutate(k_mutate, space, parent, state.params.mutations), parent
 
 
 def evolution(space: Space, *, population_size: int | None = None, batch_size: int = 5,
               tournament_size: int = 5, mutations: int = 1, objectives: int = 1,
-              archive_size: int = 64, weights=None) -> Strategy:
+              archive_size: int = 64, weights=None,
+              hyperparameters: HyperSpace | None = None) -> Strategy:
     """Regularised evolution: tournament, mutate the winner, the oldest member dies.
 
     Args:
@@ -113,8 +132,12 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
       archive_size: C, Pareto archive capacity (M > 1 only).
       weights: accepted and checked so every strategy takes the same settings;
         Pareto ranking does not use them.
+      hyperparameters: a joint search: members carry training numbers too, drawn
+        uniformly at first and moved by mutations (``Strategy.hyperparameters``).
     """
     check_config("evolution", batch_size, objectives, weights)
+    joint = None if hyperparameters is None else JointSpace(space, hyperparameters)
+    moves = space if joint is None else joint
     size = max(20, batch_size) if population_size is None else population_size
     if batch_size > size:
         raise ValueError(f"evolution: batch_size ({batch_size}) must not exceed "
@@ -125,7 +148,8 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
     fitness_shape = (size,) if objectives == 1 else (size, objectives)
 
     def init(key: jax.Array, params: EvolutionParams) -> EvolutionState:
-        population = space.sample(key, size)
+        population, units = (space.sample(key, size), None) if joint is None else (
+            joint.sample(key, size))
         first = take(population, 0)
         best_arch, best_fitness = initial_best(first, objectives,
                                                archive_size if objectives > 1 else None)
@@ -133,23 +157,29 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
             params=params, population=population,
             fitness=jnp.full(fitness_shape, jnp.inf, jnp.float32), initial=population,
             head=jnp.int32(0), count=jnp.int32(0), best_arch=best_arch,
-            best_fitness=best_fitness, lineage=orphans(first, batch_size))
+            best_fitness=best_fitness, lineage=orphans(first, batch_size), units=units,
+            initial_units=units,
+            hyper=None if joint is None else jnp.zeros((batch_size, joint.hyper.size)))
 
     def ask(key: jax.Array, state: EvolutionState) -> tuple[Arch, EvolutionState]:
         filled = jnp.arange(size) < jnp.minimum(state.count, size)
         order = tournament_order(state.fitness, filled)
         drawn = jnp.clip(state.params.tournament_size, 1, jnp.clip(state.count, 1, size))
         children, parents = jax.vmap(
-            lambda key: offspring(key, space, state, order, filled, drawn))(
+            lambda key: offspring(key, moves, state, order, filled, drawn))(
                 jax.random.split(key, batch_size))
         slots = state.count + jnp.arange(batch_size)
         initial = slots < size  # the first P asks return the initial population
-        seeds = take(state.initial, jnp.minimum(slots, size - 1))
-        return (where(initial, seeds, children),
-                state.replace(lineage=Lineage(parents, ~initial)))
+        seeds = take(genomes(state, initial=True), jnp.minimum(slots, size - 1))
+        asked = where(initial, seeds, children)
+        if joint is None:
+            return asked, state.replace(lineage=Lineage(parents, ~initial))
+        return asked[0], state.replace(lineage=Lineage(parents[0], ~initial), hyper=asked[1])
 
     def tell(key, state: EvolutionState, archs: Arch, fitness: jax.Array):
         slots = (state.head + jnp.arange(batch_size)) % size
+        if joint is not None:
+            state = state.replace(units=state.units.at[slots].set(state.hyper))
         return state.replace(population=set_rows(state.population, slots, archs),
                              fitness=state.fitness.at[slots].set(pareto.clean(fitness)),
                              head=(state.head + batch_size) % size), {}
@@ -158,4 +188,5 @@ def evolution(space: Space, *, population_size: int | None = None, batch_size: i
                                      mutations=jnp.int32(mutations))
     return make_strategy("evolution", space, batch_size=batch_size, objectives=objectives,
                          init=init, ask=ask, tell=tell, default_params=default_params,
-                         vector_fitness=True, lineage=lambda state: state.lineage)
+                         vector_fitness=True, lineage=lambda state: state.lineage,
+                         hyperparameters=None if joint is None else lambda state: state.hyper)

@@ -2,7 +2,10 @@
 
 Host-side: neighbourhoods come from ``space.neighbours`` (numpy), whose size
 depends on the architecture, so ``ask`` and ``tell`` run in Python on numpy
-state and do not fuse. Every ask still returns exactly ``batch_size`` archs.
+state and do not fuse. Every ask still returns exactly ``batch_size`` archs. In a
+joint search a point of the climb is a genome pair (arch, units) and its
+neighbours are the architecture's at the same training numbers and the numbers'
+(``HyperSpace.neighbours``) with the same architecture.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 from jaxnas.arch import Arch
 from jaxnas.spaces import Space
 from jaxnas.strategies._base import Lineage, Strategy, check_config, make_strategy, score
+from jaxnas.strategies._hyper import HyperSpace, JointSpace
 
 
 @flax.struct.dataclass
@@ -23,6 +27,8 @@ class LocalParams:
 
 @flax.struct.dataclass
 class LocalState:
+    """Archs below are genome pairs (archs, units) in a joint search."""
+
     params: LocalParams
     current: Arch  # the point of the climb (one arch)
     current_score: np.ndarray  # () float, +inf before the first start
@@ -37,13 +43,20 @@ class LocalState:
     best_fitness: np.ndarray  # () or (M,)
     count: np.ndarray  # () int, archs told so far
     restarts: np.ndarray  # () int, random (re)starts so far
+    hyper: np.ndarray | None = None  # (B, H) units of the last ask (joint search only)
 
 
-def _encode(archs: Arch) -> np.ndarray:
-    """(P, N + N*N) int32 flat encodings, for exact-match lookups."""
+def _encode(archs) -> np.ndarray:
+    """(P, N + N*N (+ H)) int32 flat encodings, for exact-match lookups (a genome pair's
+    units as their bits)."""
+    units = None
+    if not isinstance(archs, Arch):
+        archs, units = archs
     ops = np.asarray(archs.ops, np.int32)
-    adj = np.asarray(archs.adj, np.int32).reshape(ops.shape[0], -1)
-    return np.concatenate([ops, adj], 1)
+    adj = np.asarray(archs.adj, np.int32).reshape(ops.shape[0], ops.shape[1] ** 2)
+    if units is None:
+        return np.concatenate([ops, adj], 1)
+    return np.concatenate([ops, adj, np.asarray(units, np.float32).view(np.int32)], 1)
 
 
 def _lookup(keys: np.ndarray, memory: np.ndarray) -> np.ndarray:
@@ -54,8 +67,12 @@ def _lookup(keys: np.ndarray, memory: np.ndarray) -> np.ndarray:
     return np.where(equal.any(1), equal.argmax(1), -1)
 
 
-def _rows(archs: Arch, index) -> Arch:
-    return Arch(adj=np.asarray(archs.adj)[index], ops=np.asarray(archs.ops)[index])
+def _rows(archs, index):
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[index], archs)
+
+
+def _count(archs) -> int:
+    return len(np.asarray(jax.tree_util.tree_leaves(archs)[0]))
 
 
 def start_step(space: Space, state: LocalState, arch: Arch, arch_score) -> LocalState:
@@ -94,12 +111,11 @@ def next_batch(queue: Arch, fill: Arch) -> tuple[Arch, Arch, np.ndarray]:
     The first rows are the queue's head, the others are taken from ``fill``
     (random samples, B rows).
     """
-    batch_size = len(fill.ops)
-    taken = min(batch_size, len(queue.ops))
-    archs = Arch(adj=np.concatenate([np.asarray(queue.adj)[:taken],
-                                     np.asarray(fill.adj)[taken:]]),
-                 ops=np.concatenate([np.asarray(queue.ops)[:taken],
-                                     np.asarray(fill.ops)[taken:]]))
+    batch_size = _count(fill)
+    taken = min(batch_size, _count(queue))
+    archs = jax.tree_util.tree_map(
+        lambda head, rest: np.concatenate([np.asarray(head)[:taken], np.asarray(rest)[taken:]]),
+        queue, fill)
     return archs, _rows(queue, slice(taken, None)), np.arange(batch_size) < taken
 
 
@@ -121,13 +137,13 @@ def learn(space: Space, state: LocalState, archs: Arch, scores: np.ndarray) -> L
         if scores[index] < state.step_score:
             state = state.replace(step_arch=_rows(archs, index),
                                   step_score=np.float32(scores[index]))
-    if not len(state.queue):
+    if not _count(state.queue):
         return finish_step(space, state)
     return state
 
 
 def local_search(space: Space, *, batch_size: int = 8, objectives: int = 1,
-                 weights=None) -> Strategy:
+                 weights=None, hyperparameters: HyperSpace | None = None) -> Strategy:
     """Best-improvement local search with random restarts (host-side, not fusable).
 
     A climb starts at the best of one ask of random samples. Each step asks the
@@ -144,44 +160,56 @@ def local_search(space: Space, *, batch_size: int = 8, objectives: int = 1,
       batch_size: B, archs per ask.
       objectives: M, static.
       weights: (M,) default scalarisation weights (default 1/M each).
+      hyperparameters: a joint search: climbs move the training numbers too
+        (``Strategy.hyperparameters``).
     """
     weights = np.asarray(check_config("local", batch_size, objectives, weights))
-    sample = jax.jit(space.sample, static_argnums=1)
-    n = space.max_nodes
+    joint = None if hyperparameters is None else JointSpace(space, hyperparameters)
+    moves = space if joint is None else joint
+    sample = jax.jit(moves.sample, static_argnums=1)
 
     def init(key: jax.Array, params: LocalParams) -> LocalState:
-        first = jax.device_get(space.sample_one(key))
-        empty = Arch(adj=np.zeros((0, n, n), np.int8), ops=np.zeros((0, n), np.int32))
+        first = jax.device_get(moves.sample_one(key))
+        empty = _rows(jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], first),
+                      slice(0, 0))
         return LocalState(
             params=params, current=first, current_score=np.float32(np.inf),
             climbing=np.bool_(False), queue=empty, step_arch=first,
             step_score=np.float32(np.inf), asked_neighbour=np.zeros(batch_size, bool),
-            memory=np.zeros((0, n + n * n), np.int32), memory_score=np.zeros(0, np.float32),
-            best_arch=first, best_fitness=np.full(() if objectives == 1 else (objectives,),
-                                                  np.inf, np.float32),
-            count=np.int64(0), restarts=np.int64(0))
+            memory=_encode(empty), memory_score=np.zeros(0, np.float32),
+            best_arch=first if joint is None else first[0],
+            best_fitness=np.full(() if objectives == 1 else (objectives,), np.inf, np.float32),
+            count=np.int64(0), restarts=np.int64(0),
+            hyper=None if joint is None else np.zeros((batch_size, joint.hyper.size),
+                                                      np.float32))
 
     def ask(key: jax.Array, state: LocalState) -> tuple[Arch, LocalState]:
         fill = jax.device_get(sample(key, batch_size))
         if not state.climbing:
-            return fill, state.replace(asked_neighbour=np.zeros(batch_size, bool))
-        archs, queue, asked = next_batch(state.queue, fill)
-        return archs, state.replace(queue=queue, asked_neighbour=asked)
+            archs, state = fill, state.replace(asked_neighbour=np.zeros(batch_size, bool))
+        else:
+            archs, queue, asked = next_batch(state.queue, fill)
+            state = state.replace(queue=queue, asked_neighbour=asked)
+        if joint is None:
+            return archs, state
+        return archs[0], state.replace(hyper=np.asarray(archs[1], np.float32))
 
     def tell(key, state: LocalState, archs: Arch, fitness: jax.Array):
         fitness = np.asarray(fitness, np.float32)
         scores = np.asarray(score(fitness, state.params.weights))
-        state = learn(space, state, jax.device_get(archs), scores)
+        told = jax.device_get(archs) if joint is None else (jax.device_get(archs), state.hyper)
+        state = learn(moves, state, told, scores)
         return state, {"restarts": state.restarts, "current_score": state.current_score}
 
     def lineage(state: LocalState) -> Lineage:
         """The asked neighbours' parent is the point of the climb."""
         parent = jax.tree_util.tree_map(
             lambda leaf: np.broadcast_to(np.asarray(leaf), (batch_size,) + np.shape(leaf)),
-            state.current)
+            state.current if joint is None else state.current[0])
         return Lineage(parent=parent, has_parent=state.asked_neighbour)
 
     return make_strategy("local", space, batch_size=batch_size, objectives=objectives,
                          init=init, ask=ask, tell=tell,
                          default_params=LocalParams(weights=weights), jittable=False,
-                         lineage=lineage)
+                         lineage=lineage,
+                         hyperparameters=None if joint is None else lambda state: state.hyper)

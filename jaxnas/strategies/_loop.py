@@ -30,6 +30,15 @@ class History(NamedTuple):
     metrics: dict[str, Any]
 
 
+def _check_loop(strategy: Strategy) -> None:
+    """The loops evaluate architectures only: a joint strategy's training numbers
+    (``Strategy.hyperparameters``) would be ignored, so it is refused."""
+    if strategy.hyperparameters is not None:
+        raise ValueError(f"strategy {strategy.info.name!r} also searches training numbers, "
+                         "which these loops do not pass to evaluate; run it with "
+                         "jaxnas.search(hyperparameters=...) or drive ask/tell yourself")
+
+
 def _generation(strategy: Strategy, evaluate: Callable, state: State,
                 key: jax.Array) -> tuple[State, History]:
     k_ask, k_eval, k_tell = jax.random.split(key, 3)
@@ -49,6 +58,7 @@ def make_fused(strategy: Strategy, evaluate: Callable,
     -> fitness`` must be jittable; for multi-fidelity strategies it is called as
     ``evaluate(key, archs, steps)`` with ``steps = strategy.fidelity(state)``.
     """
+    _check_loop(strategy)
     if not strategy.info.jittable:
         raise ValueError(f"strategy {strategy.info.name!r} runs on the host and cannot be "
                          "fused; use run_stepwise or drive ask/tell yourself")
@@ -99,6 +109,7 @@ def run_stepwise(key: jax.Array, strategy: Strategy, evaluate: Callable, generat
     Returns:
       (final state, ``History`` stacked on the host as numpy arrays).
     """
+    _check_loop(strategy)
     k_init, k_run = jax.random.split(key)
     if state is None:
         state = strategy.init(k_init)

@@ -12,7 +12,10 @@ preceding ask (kept in the state), or of the told arch's own decisions in a
 row where another arch was told (``seeded``). Where the space needs redraws
 (DAG spaces, ``nasbench_graph``), a draw still invalid after ``max_tries`` is
 replaced by the best arch so far (a valid one from ``init`` before any tell)
-and excluded from the gradient.
+and excluded from the gradient. In a joint search a second table holds one
+categorical per training hyper-parameter (its choices, or ``resolution`` equal bins
+of a range in unit coordinates, each asked at its bin's centre), drawn and updated
+with the same advantage.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxnas.arch import Arch
@@ -32,6 +36,7 @@ from jaxnas.strategies._base import (
     score,
 )
 from jaxnas.strategies._decisions import Decisions, decisions
+from jaxnas.strategies._hyper import HyperSpace
 from jaxnas.strategies._population import broadcast
 
 _MASKED = -1e9  # logit of a choice a decision does not have; finite, so no NaN gradients
@@ -61,6 +66,12 @@ class ReinforceState:
     best_arch: Arch
     best_fitness: jax.Array  # () or (M,)
     count: jax.Array  # () int32
+    # Joint search only: (H, K) logits of the hyper-parameters' categories, their Adam
+    # moments, and the (B, H) categories and unit coordinates of the last ask.
+    hp_logits: jax.Array | None = None
+    hp_opt_state: optax.OptState | None = None
+    hp_choices: jax.Array | None = None
+    hyper: jax.Array | None = None
 
 
 def draw(key: jax.Array, table: Decisions, logits: jax.Array, is_valid, fallback: Arch,
@@ -126,25 +137,40 @@ def policy_objective(logits: jax.Array, mask: jax.Array, choices: jax.Array, use
     return -jnp.mean(advantage * log_prob) - entropy_coef * entropy, entropy
 
 
+def ascend(logits: jax.Array, opt_state: optax.OptState, mask: jax.Array, choices: jax.Array,
+           used: jax.Array, advantage: jax.Array, params: ReinforceParams):
+    """(logits, opt_state, entropy) after one Adam step of ``policy_objective``."""
+    (_, entropy), grads = jax.value_and_grad(policy_objective, has_aux=True)(
+        logits, mask, choices, used, advantage, params.entropy_coef)
+    updates, opt_state = _ADAM.update(grads, opt_state)
+    return logits - params.learning_rate * updates, opt_state, entropy
+
+
 def update(state: ReinforceState, mask: jax.Array, choices: jax.Array, used: jax.Array,
-           fitness: jax.Array) -> tuple[ReinforceState, dict]:
-    """One REINFORCE step: Adam on the logits, then the moving-average baseline."""
+           fitness: jax.Array, hp_mask: jax.Array | None = None) -> tuple[ReinforceState, dict]:
+    """One REINFORCE step: Adam on the logits (and, with ``hp_mask`` (H, K), on the
+    hyper-parameters' logits, with the same advantage), then the moving-average baseline."""
     params = state.params
     reward, previous, advantage = advantages(-score(fitness, params.weights), state.baseline,
                                              state.has_baseline)
-    (_, entropy), grads = jax.value_and_grad(policy_objective, has_aux=True)(
-        state.logits, mask, choices, used, advantage, params.entropy_coef)
-    updates, opt_state = _ADAM.update(grads, state.opt_state)
+    logits, opt_state, entropy = ascend(state.logits, state.opt_state, mask, choices, used,
+                                        advantage, params)
+    if hp_mask is not None:
+        hp_logits, hp_opt_state, _ = ascend(
+            state.hp_logits, state.hp_opt_state, hp_mask, state.hp_choices,
+            jnp.ones(state.hp_choices.shape, bool), advantage, params)
+        state = state.replace(hp_logits=hp_logits, hp_opt_state=hp_opt_state)
     baseline = (params.baseline_decay * previous
                 + (1.0 - params.baseline_decay) * jnp.mean(reward))
-    state = state.replace(logits=state.logits - params.learning_rate * updates,
-                          opt_state=opt_state, baseline=baseline, has_baseline=jnp.array(True))
+    state = state.replace(logits=logits, opt_state=opt_state, baseline=baseline,
+                          has_baseline=jnp.array(True))
     return state, {"entropy": entropy, "baseline": baseline, "mean_reward": jnp.mean(reward)}
 
 
 def reinforce(space: Space, *, batch_size: int = 10, learning_rate: float = 0.1,
               entropy_coef: float = 1e-3, baseline_decay: float = 0.9, objectives: int = 1,
-              weights=None, max_tries: int = 64) -> Strategy:
+              weights=None, max_tries: int = 64, hyperparameters: HyperSpace | None = None,
+              resolution: int = 8) -> Strategy:
     """Policy-gradient search: reward -fitness, moving-average baseline, entropy bonus.
 
     Args:
@@ -154,37 +180,61 @@ def reinforce(space: Space, *, batch_size: int = 10, learning_rate: float = 0.1,
       objectives: M; M > 1 fitness is scalarised with ``params.weights``.
       weights: (M,) default weights (1/M each).
       max_tries: redraws per arch in DAG spaces, static.
+      hyperparameters: a joint search: a categorical per training number too
+        (``Strategy.hyperparameters``).
+      resolution: categories of a range of ``hyperparameters`` (equal bins of its unit
+        coordinate), static.
     """
     weights = check_config("reinforce", batch_size, objectives, weights)
     table = decisions(space)
     mask = jnp.asarray(table.mask)
+    hyper = hyperparameters
+    if resolution < 2:
+        raise ValueError(f"reinforce: resolution must be at least 2; got {resolution}")
+    if hyper is not None:
+        counts = hyper.bin_counts(resolution)
+        hp_mask = jnp.asarray(np.arange(counts.max())[None, :] < counts[:, None])
 
     def init(key: jax.Array, params: ReinforceParams) -> ReinforceState:
         logits = jnp.zeros(table.mask.shape, jnp.float32)
         first = space.sample_one(key)
-        return ReinforceState(
+        state = ReinforceState(
             params=params, logits=logits, opt_state=_ADAM.init(logits),
             baseline=jnp.float32(0.0), has_baseline=jnp.array(False),
             choices=jnp.zeros((batch_size, table.mask.shape[0]), jnp.int32),
             used=jnp.zeros((batch_size, table.mask.shape[0]), bool),
             asked=broadcast(first, batch_size), best_arch=first,
             best_fitness=initial_fitness(objectives), count=jnp.int32(0))
+        if hyper is None:
+            return state
+        hp_logits = jnp.zeros(hp_mask.shape, jnp.float32)
+        return state.replace(hp_logits=hp_logits, hp_opt_state=_ADAM.init(hp_logits),
+                             hp_choices=jnp.zeros((batch_size, hyper.size), jnp.int32),
+                             hyper=jnp.zeros((batch_size, hyper.size), jnp.float32))
 
     def ask(key: jax.Array, state: ReinforceState) -> tuple[Arch, ReinforceState]:
         choices, archs, used = jax.vmap(
             lambda key: draw(key, table, state.logits, space.is_valid, state.best_arch,
                              max_tries))(jax.random.split(key, batch_size))
-        return archs, state.replace(choices=choices, used=used, asked=archs)
+        state = state.replace(choices=choices, used=used, asked=archs)
+        if hyper is None:
+            return archs, state
+        bins = jax.random.categorical(jax.random.fold_in(key, 1),
+                                      jnp.where(hp_mask, state.hp_logits, _MASKED),
+                                      -1, shape=(batch_size, hyper.size)).astype(jnp.int32)
+        return archs, state.replace(hp_choices=bins, hyper=hyper.from_bins(bins, resolution))
 
     def tell(key, state: ReinforceState, archs: Arch, fitness: jax.Array):
         replaced = (jnp.any(archs.ops != state.asked.ops, -1)
                     | jnp.any(archs.adj != state.asked.adj, (-2, -1)))
         own_choices, own_used = jax.vmap(table.encode)(archs)
         return update(state, mask, jnp.where(replaced[:, None], own_choices, state.choices),
-                      jnp.where(replaced[:, None], own_used, state.used), fitness)
+                      jnp.where(replaced[:, None], own_used, state.used), fitness,
+                      None if hyper is None else hp_mask)
 
     default_params = ReinforceParams(
         learning_rate=jnp.float32(learning_rate), entropy_coef=jnp.float32(entropy_coef),
         baseline_decay=jnp.float32(baseline_decay), weights=weights)
     return make_strategy("reinforce", space, batch_size=batch_size, objectives=objectives,
-                         init=init, ask=ask, tell=tell, default_params=default_params)
+                         init=init, ask=ask, tell=tell, default_params=default_params,
+                         hyperparameters=None if hyper is None else lambda state: state.hyper)

@@ -110,4 +110,6 @@ def seeded(strategy: Strategy, initial: Arch) -> Strategy:
         fidelity=None if strategy.fidelity is None else (
             lambda state: strategy.fidelity(state.inner)),
         lineage=None if strategy.lineage is None else lineage,
-        fresh=None if strategy.fresh is None else lambda state: strategy.fresh(state.inner))
+        fresh=None if strategy.fresh is None else lambda state: strategy.fresh(state.inner),
+        hyperparameters=None if strategy.hyperparameters is None else (
+            lambda state: strategy.hyperparameters(state.inner)))

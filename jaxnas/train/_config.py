@@ -3,18 +3,21 @@
 A ``TrainConfig`` mixes two kinds of settings. Shape-fixing ones (steps, batch
 size, optimiser family, schedule shape, model) are static: they key the compile
 cache. The numbers a user sweeps (``learning_rate``, ``weight_decay``,
-``momentum``) enter the compiled program as traced scalars, so changing them
-reuses the compiled program.
+``momentum``) enter the compiled program traced, one value per candidate
+(``Hyperparams``), so changing them reuses the compiled program and every candidate
+of a population may train with its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxnas.nn import ModelConfig
@@ -166,11 +169,49 @@ class TrainConfig:
 
 
 class Hyperparams(NamedTuple):
-    """The traced optimiser numbers, float32 scalars."""
+    """The traced optimiser numbers: float32 scalars, or (P,) arrays (one value per
+    candidate) where the trainer runs them; ``TrainConfig``'s fields of the same names.
+
+    The schedule's shape (``final_lr_fraction``, warmup) stays static: it keys the
+    compiled program.
+    """
 
     learning_rate: jax.Array
     weight_decay: jax.Array
     momentum: jax.Array
+
+
+def per_candidate(config: TrainConfig, hyperparams: Hyperparams | Mapping | None,
+                  population: int) -> Hyperparams:
+    """(P,) float32 host arrays of the traced numbers of P candidates.
+
+    Args:
+      config: supplies every number ``hyperparams`` does not give.
+      hyperparams: None, a ``Hyperparams`` or a mapping from some of its field names;
+        each value a scalar (the same for every candidate) or P values, one each.
+      population: P.
+
+    Raises:
+      ValueError: an unknown name, a wrong shape, or a value not finite and >= 0.
+    """
+    given = {} if hyperparams is None else dict(
+        hyperparams._asdict() if isinstance(hyperparams, Hyperparams) else hyperparams)
+    unknown = sorted(set(given) - set(Hyperparams._fields))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter {unknown[0]!r}; the trainer takes "
+                         f"{', '.join(Hyperparams._fields)}")
+    numbers = {}
+    for name in Hyperparams._fields:
+        value = np.asarray(given.get(name, getattr(config, name)), np.float32)
+        if value.shape not in ((), (population,)):
+            raise ValueError(f"hyperparameter {name} must be a scalar or one value per "
+                             f"candidate ({population}); got shape {value.shape}")
+        flat = value.reshape(-1)
+        bad = flat[~(np.isfinite(flat) & (flat >= 0))]
+        if bad.size:
+            raise ValueError(f"hyperparameter {name} must be finite and >= 0; got {bad[0]}")
+        numbers[name] = np.broadcast_to(value, (population,)).copy()
+    return Hyperparams(**numbers)
 
 
 def schedule_factor(config: TrainConfig, step: jax.Array) -> jax.Array:

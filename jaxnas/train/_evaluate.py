@@ -56,7 +56,8 @@ def evaluate(space: Space, archs: Arch, params: Any, x: np.ndarray, y: np.ndarra
 
 def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
                   population: int, devices: Sequence[jax.Device] | None = None):
-    """A pure, jittable ``evaluate(key, archs) -> val_loss (P,)`` for ``run_fused``.
+    """A pure, jittable ``evaluate(key, archs, hyperparams=None) -> val_loss (P,)`` for
+    ``run_fused``.
 
     The same training program as ``train`` (chunks, shards, padding to the layout's
     size), without host steps, so a whole search (ask, train, tell for G
@@ -64,6 +65,8 @@ def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
     a call starts from ``fold_in(split(key)[0], i)`` and the minibatch order from
     ``split(key)[1]``, exactly as ``train(key, archs, data)``; the architectures must
     be valid (strategies only ask valid ones). Diverged candidates get +inf.
+    ``hyperparams`` (a ``Hyperparams`` of traced (P,) values, one per candidate) trains
+    each candidate at its own numbers; None: ``config``'s.
 
     Args:
       space: the search space.
@@ -92,14 +95,20 @@ def make_evaluate(space: Space, config: TrainConfig, data: Dataset | DeviceData,
     train_program = _programs.train_program(
         space, static, data.input_shape, data.num_classes, devices, layout, True,
         _steps.Program(branch=program == "cpu" and layout.chunk == 1))
-    hyper = Hyperparams(*(jnp.float32(v) for v in config.hyperparams()))
+    default = Hyperparams(*(jnp.full((population,), v, jnp.float32)
+                            for v in config.hyperparams()))
     data_args = (data.x_train, data.y_train, data.x_val, data.y_val)
 
-    def evaluate(key: jax.Array, archs: Arch) -> jax.Array:
-        padded = jax.tree_util.tree_map(lambda leaf: pad_rows(leaf, layout.size), archs)
+    def evaluate(key: jax.Array, archs: Arch,
+                 hyperparams: Hyperparams | None = None) -> jax.Array:
+        numbers = default if hyperparams is None else Hyperparams(
+            *(jnp.asarray(v, jnp.float32) for v in hyperparams))
+        padded_archs, padded_numbers = jax.tree_util.tree_map(
+            lambda leaf: pad_rows(leaf, layout.size), (archs, numbers))
         with jax.threefry_partitionable(False):
             keys = _programs.derive_keys_program(layout.size)(jax.random.key_data(key))
-            (val_loss, _, _), _ = train_program(keys, padded, no_templates, hyper, *data_args)
+            (val_loss, _, _), _ = train_program(keys, padded_archs, no_templates,
+                                                padded_numbers, *data_args)
         return val_loss[:population]
 
     return evaluate

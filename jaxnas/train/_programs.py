@@ -129,7 +129,8 @@ def _chunk_trainer(model: Model, config: TrainConfig, program: Program):
     segment_size = np.bincount(segment, minlength=curve_points).astype(np.float32)
 
     def train_chunk(candidates, archs, start, hyper, data, template=None):
-        """Trains one chunk through every step; candidates lead with the chunk axis."""
+        """Trains one chunk through every step; candidates and hyper (``Hyperparams`` of
+        (chunk,) values) lead with the chunk axis."""
         params, opt_state, batch_keys, diverged = candidates
         x_train, y_train, x_val, y_val, weights = data
         n = x_train.shape[0]
@@ -142,7 +143,7 @@ def _chunk_trainer(model: Model, config: TrainConfig, program: Program):
                 keys, start, steps, n, config.batch_size)
             batch_axis = 0
 
-        def candidate_step(params, opt_state, arch, x, y, step):
+        def candidate_step(params, opt_state, arch, hyper, x, y, step):
             (loss, stats), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
                 model, params, arch, x, y, branch=program.branch, template=template)
             optimizer = make_optimizer(config, hyper, step)
@@ -156,8 +157,8 @@ def _chunk_trainer(model: Model, config: TrainConfig, program: Program):
             params, opt_state, diverged = carry
             step, index = inputs
             params, opt_state, loss = over_candidates(
-                candidate_step, (0, 0, 0, batch_axis, batch_axis, None), program.branch)(
-                params, opt_state, archs, x_train[index], y_train[index], step)
+                candidate_step, (0, 0, 0, 0, batch_axis, batch_axis, None), program.branch)(
+                params, opt_state, archs, hyper, x_train[index], y_train[index], step)
             return (params, opt_state, diverged | ~jnp.isfinite(loss)), loss
 
         step_numbers = start + jnp.arange(steps, dtype=jnp.int32)
@@ -186,7 +187,8 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
     are initialised chunk by chunk), archs (padded), chunk_templates ((devices *
     num_chunks,) int32: each chunk's template in ``program.templates``, or
     ``len(program.templates)`` for a chunk of padding only, which runs nothing; zeros
-    without templates), Hyperparams, x_train, y_train, x_val, y_val.
+    without templates), Hyperparams of padded (size,) values (each program row's
+    candidate's), x_train, y_train, x_val, y_val.
 
     Returns:
       ((val_loss, val_acc, curve), state): metrics replicated on every device, state
@@ -216,7 +218,7 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
             return jax.tree.map(lambda a: a.reshape(layout.per_device, *a.shape[2:]), tree)
 
         def run_chunk(inputs):
-            candidates, archs, which = inputs
+            candidates, archs, hyper, which = inputs
             if from_key:
                 candidates = _init_candidates(model, config.optimizer, *candidates)
             arguments = (candidates, archs, start, hyper, data)
@@ -226,12 +228,13 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
                 candidates, metrics = jax.lax.switch(which, branches + [idle], *arguments)
             return (candidates if config.keep_state else None), metrics
 
-        candidates, metrics = jax.lax.map(run_chunk, (*chunked((candidates, archs)), which))
+        candidates, metrics = jax.lax.map(run_chunk,
+                                          (*chunked((candidates, archs, hyper)), which))
         return flat(candidates), flat(metrics)
 
     by_candidate = Spec(AXIS)
     sharded = _shard(per_device, mesh,
-                     (by_candidate, by_candidate, by_candidate, Spec(), Spec(), Spec()),
+                     (by_candidate, by_candidate, by_candidate, Spec(), by_candidate, Spec()),
                      (by_candidate, by_candidate))
     replicated = NamedSharding(mesh, Spec())
 

@@ -25,7 +25,7 @@ from jaxnas.arch import Arch, ArchError
 from jaxnas.data import Dataset
 from jaxnas.spaces import Space
 from jaxnas.train import _programs, _state
-from jaxnas.train._config import Hyperparams, TrainConfig
+from jaxnas.train._config import Hyperparams, TrainConfig, per_candidate
 from jaxnas.train._layout import round_up
 from jaxnas.train._placement import (
     DeviceData,
@@ -69,26 +69,28 @@ def make_train(space: Space, config: TrainConfig | None = None,
         device of every process after ``initialize_distributed``).
 
     Returns:
-      ``train(key, archs, data, state=None, *, batch_key=None)``: ``archs`` is a
-      population of P architectures (leading axis P), ``data`` a ``Dataset`` or
-      ``DeviceData``, and ``state`` a ``TrainState`` of the same P candidates to continue
-      from. ``key`` is one threefry key, or (P,) keys, one per candidate (a candidate's
-      result then does not depend on the rest of its population). A fresh run draws
-      candidate i's initial parameters from ``fold_in(split(key)[0], i)`` (or from
-      ``key[i]``) and the minibatch order from ``batch_key`` (default ``split(key)[1]``;
-      required with per-candidate keys). A continued run takes both from ``state`` and
-      ignores the keys; k steps and then m more equal k + m steps at once. Results do
-      not depend on the chunk size, the padding or the number of devices beyond float
-      rounding.
+      ``train(key, archs, data, state=None, *, batch_key=None, hyperparams=None)``:
+      ``archs`` is a population of P architectures (leading axis P), ``data`` a
+      ``Dataset`` or ``DeviceData``, and ``state`` a ``TrainState`` of the same P
+      candidates to continue from. ``hyperparams`` overrides ``config``'s traced
+      numbers (a ``Hyperparams`` or a dict of some of its fields): scalars, or (P,)
+      values with which each candidate trains as it would alone at them, in the same
+      program. ``key`` is one threefry key, or (P,) keys, one per candidate (a
+      candidate's result then does not depend on the rest of its population). A fresh
+      run draws candidate i's initial parameters from ``fold_in(split(key)[0], i)`` (or
+      from ``key[i]``) and the minibatch order from ``batch_key`` (default
+      ``split(key)[1]``; required with per-candidate keys). A continued run takes both
+      from ``state`` and ignores the keys; k steps and then m more equal k + m steps at
+      once. Results do not depend on the chunk size, the padding or the number of
+      devices beyond float rounding.
     """
     devices = device_tuple(devices)
     config = TrainConfig() if config is None else config
     static = config.static()
-    hyper = config.hyperparams()
 
     def train(key: jax.Array, archs: Arch, data: Dataset | DeviceData,
-              state: TrainState | None = None, *,
-              batch_key: jax.Array | None = None) -> TrainResult:
+              state: TrainState | None = None, *, batch_key: jax.Array | None = None,
+              hyperparams: Hyperparams | dict | None = None) -> TrainResult:
         if not isinstance(data, DeviceData):
             data = put_data(data, devices)
         elif data.devices != devices:
@@ -105,8 +107,8 @@ def make_train(space: Space, config: TrainConfig | None = None,
         _check_valid(space, pad_rows(adj, rounded), pad_rows(ops, rounded))
         if state is not None:
             _check_state(state, population)
+        numbers = per_candidate(config, hyperparams, population)
         replicated = NamedSharding(_state.mesh_of(devices), Spec())
-        numbers = Hyperparams(*(global_array(np.float32(v), replicated) for v in hyper))
         # The non-partitionable threefry compiles a model's initialisation about 3x
         # faster on CPU; each device draws its own candidates' numbers, so nothing is lost.
         with jax.threefry_partitionable(False):
@@ -146,8 +148,9 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
                 state: TrainState | None = None,
                 keys: tuple[np.ndarray, np.ndarray] | None = None) -> TrainResult:
     """Trains host ``archs`` (leading axis P) in one program, continuing ``state`` or from
-    fresh ``keys`` (init key data (P, 2), batch key data); a program that runs out of
-    device memory is tried again with chunks half as large."""
+    fresh ``keys`` (init key data (P, 2), batch key data), each candidate at its own
+    ``numbers`` ((P,) host arrays); a program that runs out of device memory is tried
+    again with chunks half as large."""
     population = archs.ops.shape[0]
     layout = padded_layout(space, static, data, devices, population)
     rows = program_rows(space, static, data, layout, archs, devices[0].platform)
@@ -170,7 +173,8 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
         rows.program)
     try:
         (val_loss, val_acc, curve), new_state = program(
-            start_from, placed, global_array(rows.chunk_templates, by_candidate), numbers,
+            start_from, placed, global_array(rows.chunk_templates, by_candidate),
+            Hyperparams(*(global_array(v[rows.order], by_candidate) for v in numbers)),
             data.x_train, data.y_train, data.x_val, data.y_val)
     except jax.errors.JaxRuntimeError as error:
         if "RESOURCE_EXHAUSTED" not in str(error):
@@ -205,7 +209,8 @@ def _cached_train(space: Space, config: TrainConfig,
 def train_population(key: jax.Array, space: Space, archs: Arch, data: Dataset | DeviceData,
                      config: TrainConfig | None = None, *, state: TrainState | None = None,
                      batch_key: jax.Array | None = None,
-                     devices: Sequence[jax.Device] | None = None) -> TrainResult:
+                     devices: Sequence[jax.Device] | None = None,
+                     hyperparams: Hyperparams | dict | None = None) -> TrainResult:
     """Trains and validates a population; compiled programs are reused across calls.
 
     Args:
@@ -219,13 +224,15 @@ def train_population(key: jax.Array, space: Space, archs: Arch, data: Dataset | 
       state: a previous result's ``state``, to continue training the same P candidates.
       batch_key: PRNG key of the minibatch order of a fresh run.
       devices: devices sharing the population axis (default: all).
+      hyperparams: ``config``'s traced numbers to override, scalars or (P,) values
+        (``make_train``).
 
     Returns:
       A ``TrainResult`` with leading axis P.
     """
     config = TrainConfig() if config is None else config
     train = _cached_train(space, config, device_tuple(devices))
-    return train(key, archs, data, state, batch_key=batch_key)
+    return train(key, archs, data, state, batch_key=batch_key, hyperparams=hyperparams)
 
 
 def init_state(key: jax.Array, space: Space, population: int, data: Dataset | DeviceData,

@@ -197,7 +197,9 @@ function drawTable(rows) {
     `<td class="hash">${r.hash.slice(0, 12)}</td><td>${fmt(r.fitness, 4)}</td>` +
     `<td>${fmt(r.val_loss, 4)}</td><td>${fmt(r.val_acc, 4)}</td><td>${grouped(r.params)}</td>` +
     `<td>${grouped(r.flops)}</td><td>${r.generation}</td><td>${r.steps}</td>` +
+    `<td class="training">${esc(r.training)}</td>` +
     `<td class="summary">${esc(r.summary)}</td></tr>`).join("");
+  $("evaluations").classList.toggle("joint", rows.some((r) => r.training));
   $("table-count").textContent = `(${rows.length})`;
 }
 
@@ -210,9 +212,11 @@ function drawImportance(importance) {
   }
   note.textContent = `Ridge regressions of validation loss on the ops, positions and edges of ${
     importance.evaluations} evaluations: an effect is the change in validation loss with one ` +
-    "more node (or edge) of that kind; negative is good. Bars: 90% bootstrap intervals. " +
+    "more node (or edge) of that kind, or one standard deviation more of a searched training " +
+    "number; negative is good. Bars: 90% bootstrap intervals. " +
     "R² is the leave-one-out fit of each model; near zero or below, the effects are noise.";
   const titles = { op: "Ops", position: "Positions", edge: "Edges (from op -> to op)" };
+  if (importance.groups.hyperparameter) titles.hyperparameter = "Training numbers";
   box.innerHTML = Object.keys(titles).map((kind) => {
     const all = importance.features.filter((f) => f.kind === kind);
     if (!all.length) return `<div><h3>${titles[kind]}</h3><p class="muted">no varying feature</p></div>`;
@@ -277,8 +281,13 @@ function render() {
   if (p.elapsed_s !== null) parts.push(`${p.elapsed_s.toFixed(1)} s searching`);
   if (p.budget_minutes) parts.push(`time budget ${p.budget_minutes} min`);
   view.bestHash = bestRow(data);
-  const best = rows.find((r) => r.hash === view.bestHash);
-  if (best) parts.push(`best fitness ${fmt(best.fitness, 4)}, accuracy ${fmt(best.val_acc, 4)}`);
+  // In a joint search one architecture may be evaluated at several training numbers.
+  const best = rows.filter((r) => r.hash === view.bestHash && r.fitness !== null)
+    .reduce((a, b) => (a && a.fitness <= b.fitness ? a : b), null);
+  if (best) {
+    parts.push(`best fitness ${fmt(best.fitness, 4)}, accuracy ${fmt(best.val_acc, 4)}` +
+      (best.training ? ` at ${best.training}` : ""));
+  }
   if (data.result && data.result.test_accuracy !== null) {
     parts.push(`test accuracy after retraining ${data.result.test_accuracy.toFixed(4)}`);
   }

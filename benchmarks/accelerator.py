@@ -119,11 +119,10 @@ def _memory_worker(space_name: str, shape: tuple[int, ...], chunk: int, program:
     data = put_data(Dataset(name="random", x_train=x, y_train=y, x_val=x[:64], y_val=y[:64],
                             x_test=x[:64], y_test=y[:64], num_classes=10, input_shape=shape))
     per_candidate, fixed = _memory.chunk_memory(
-        _programs.model_of(space, shape, 10, config.model), config)
-    # One chunk per device: a population of one chunk (the accelerator program cuts
-    # chunks to a 1 / (4 templates) share, so it gets 8 chunks' worth).
-    population = chunk * (8 if program == "accelerator" else 1)
-    archs = space.sample(jax.random.key(1), population)
+        _programs.model_of(space, shape, 10, config.model), config, program)
+    # One chunk per device: a population of one chunk (the chunk size is given, so the
+    # accelerator program keeps it; its templates' extra chunks stay empty and run nothing).
+    archs = space.sample(jax.random.key(1), chunk)
 
     def resident() -> int:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -175,10 +174,11 @@ def memory() -> None:
     chunk_80gb = _memory.chunk_size_for(space, config, (32, 32, 3), 10, "accelerator",
                                       jax.devices()[0])
     per_candidate, fixed = _memory.chunk_memory(
-        _programs.model_of(space, (32, 32, 3), 10, config.model), config)
+        _programs.model_of(space, (32, 32, 3), 10, config.model), config, "accelerator")
     lines = ["# Accelerator program: chunk memory, estimated and measured", "",
              f"Machine: {_machine()}. Estimate: XLA's memory analysis of one compiled "
-             "training step and one evaluation batch of the padded program, fixed + chunk x "
+             "training step and one evaluation batch in the program's own form (the padded "
+             "select program; the accelerator program's full template), fixed + chunk x "
              "per candidate. Measured: the peak rise of the resident "
              "size while a population trains 5 steps (width 16, batch 64, 2 templates), "
              "sampled every millisecond in a fresh process that loads its programs from the "

@@ -34,8 +34,9 @@ def padded_layout(space: Space, static: TrainConfig, data: DeviceData,
             devices: tuple[jax.Device, ...], population: int) -> PopulationLayout:
     """The padded layout of P candidates on ``devices`` (chunk size under the budget).
 
-    The accelerator program's chunks hold at most a 1 / (4 * templates) share of a
-    device's candidates (a power of two): each template then fills chunks of its own and
+    Unless ``TrainConfig.chunk_size`` fixes it, the accelerator program's chunks hold at
+    most a 1 / (4 * templates) share of a device's candidates (a power of two): each
+    template then fills chunks of its own and
     its last, partly filled chunk (padding that runs) is a small part of its work; each
     device has ``templates / devices`` chunks more than the population fills, for those.
     """
@@ -44,8 +45,9 @@ def padded_layout(space: Space, static: TrainConfig, data: DeviceData,
                         devices[0])
     if program != "accelerator":
         return population_layout(population, chunk, len(devices), static.population_rounding)
-    share = -(-population // len(devices)) // (_CHUNKS_PER_TEMPLATE * static.templates)
-    chunk = min(chunk, 1 << max(0, share.bit_length() - 1))
+    if static.chunk_size is None:  # a chunk the caller gives is kept as it is
+        share = -(-population // len(devices)) // (_CHUNKS_PER_TEMPLATE * static.templates)
+        chunk = min(chunk, 1 << max(0, share.bit_length() - 1))
     layout = population_layout(population, chunk, len(devices), static.population_rounding)
     # Room for each template's last, partly filled chunk besides the population's whole
     # ones; a chunk left empty runs nothing.

@@ -3,7 +3,7 @@ documents every option of the ``jaxnas`` command.
 
 How a document is run (one test per document, so a failure names it): its blocks run
 in order, in a fresh temporary directory, in one Python process (a fresh interpreter
-that this file starts as a script), as a reader who keeps one terminal and one Python
+running tests/docs_runner.py), as a reader who keeps one terminal and one Python
 session open goes through it:
 
 - ```` ```sh ````, ```` ```bash ```` and ```` ```console ```` blocks are shell commands,
@@ -47,26 +47,27 @@ enough for the suite, or a substitution here, or (rarely, with a reason) a mark.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+RUNNER = Path(__file__).resolve().parent / "docs_runner.py"
 DOCUMENTS = ["README.md", *sorted(p.relative_to(REPO).as_posix()
                                   for p in (REPO / "docs").glob("*.md"))]
 SHELL = ("sh", "bash", "console")
 PYTHON = ("python", "py")
 MARK = re.compile(r"^<!--\s*(not run|expect exit 2|server)\s*(?::\s*(.*?))?\s*-->$")
 FILE_LINE = re.compile(r"^# file: (\S+)\s*$")
-URL = re.compile(r"http://127\.0\.0\.1:\d+/")
 # Blocks that cannot run in the suite; each says why in its mark. Keep them few.
 MAX_NOT_RUN = 12
+WORKERS = 2
 
 # Per document: (pattern, replacement) applied to every block's text before it runs.
 SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
@@ -93,6 +94,15 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
         (r"--seeds 1000 --budget 100 --loop-seeds 5",
          "--seeds 4 --budget 20 --loop-seeds 1 --strategy random,evolution"),
         (r"jax\.random\.key\(0\), 1000\)", "jax.random.key(0), 4)"),
+    ],
+    "docs/scaling.md": [
+        # The accelerator program on a CPU: 64 NAS-Bench-201 cells in chunks of 16 at
+        # width 16 compile for minutes here; tests/test_accelerator_train.py's sizes.
+        (r"space\.sample\(jax\.random\.key\(0\), 64\)", "space.sample(jax.random.key(0), 8)"),
+        (r"steps=20, batch_size=64, model=ModelConfig\(width=16\),\n(\s*)program=\"accelerator\", "
+         r"chunk_size=16",
+         r'steps=3, batch_size=16, model=ModelConfig(width=4),\n\1program="accelerator", '
+         r"chunk_size=4"),
     ],
     "docs/watching.md": [
         (r"--budget-evals 48 --steps 100", "--population 4 --budget-evals 8 --steps 20 "
@@ -154,26 +164,6 @@ def _console_commands(text: str) -> str:
             commands.append(line[2:] if not continuing else line)
             continuing = line.rstrip().endswith("\\")
     return "\n".join(commands) + "\n"
-
-
-def commands_with_comments(text: str) -> list[tuple[str, list[str]]]:
-    """A shell block as (command, the ``# `` comment lines right after it) pairs; a
-    command's ``\\`` continuation lines are joined to it."""
-    pairs: list[tuple[str, list[str]]] = []
-    command = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if command.endswith("\\"):
-            command = command[:-1] + " " + stripped
-        elif stripped.startswith("#"):
-            if pairs:
-                pairs[-1][1].append(stripped[1:].strip())
-        elif stripped:
-            command = stripped
-        if command and not command.endswith("\\"):
-            pairs.append((command.split(" #")[0].strip(), []))
-            command = ""
-    return pairs
 
 
 def environment() -> dict:
@@ -244,16 +234,38 @@ def test_every_command_line_option_is_documented():
     walk(parser, "jaxnas")
 
 
-def test_document_runs_as_written(document, tmp_path):
+def run_document(document: str, directory: Path) -> subprocess.CompletedProcess | None:
+    """Runs ``plan(document)`` in ``directory/work`` with this file as the runner."""
     steps = plan(document)
     if not steps:
-        return
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(json.dumps({"document": document, "steps": steps}))
-    work = tmp_path / "work"
+        return None
+    plan_file = directory / "plan.json"
+    plan_file.write_text(json.dumps({"document": document, "path": str(REPO / document),
+                                     "steps": steps}))
+    work = directory / "work"
     work.mkdir()
-    result = subprocess.run([sys.executable, __file__, str(plan_file)], cwd=work,
-                            env=environment(), capture_output=True, text=True, timeout=1200)
+    return subprocess.run([sys.executable, str(RUNNER), str(plan_file)], cwd=work,
+                          env=environment(), capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def document_runs(request, tmp_path_factory) -> dict:
+    """Every selected document run, two at a time: a document is a chain of processes that
+    mostly trace programs in one Python thread, so two share a 2-core machine well."""
+    selected = [item.callspec.params["document"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_document_runs_as_written"
+                and hasattr(item, "callspec")]
+    directories = {document: tmp_path_factory.mktemp("doc") for document in selected}
+    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+        runs = pool.map(lambda document: run_document(document, directories[document]),
+                        selected)
+        return dict(zip(selected, runs, strict=True))
+
+
+def test_document_runs_as_written(document, document_runs):
+    result = document_runs[document]
+    if result is None:
+        return
     failed = re.findall(r"^=== FAILED (.*)$", result.stdout, re.M)
     assert result.returncode == 0, (f"{document}: {failed[-1] if failed else 'runner failed'}"
                                     f"\n{(result.stdout + result.stderr)[-4000:]}")
@@ -262,100 +274,3 @@ def test_document_runs_as_written(document, tmp_path):
 def pytest_generate_tests(metafunc):
     if "document" in metafunc.fixturenames:
         metafunc.parametrize("document", DOCUMENTS, ids=DOCUMENTS)
-
-
-# The runner: ``python tests/test_docs.py PLAN.json``, in the document's directory.
-
-def _fail(step: dict, why: str) -> None:
-    print(f"=== FAILED line {step['line']} ({step['kind']} block): {why}", flush=True)
-    sys.exit(1)
-
-
-def _run_errors(step: dict, env: dict) -> None:
-    for command, expected in commands_with_comments(step["text"]):
-        print(f"$ {command}", flush=True)
-        result = subprocess.run(["bash", "-c", command], env=env, capture_output=True,
-                                text=True, timeout=600)
-        print(result.stderr, end="", flush=True)
-        if result.returncode != 2:
-            _fail(step, f"`{command}` exited {result.returncode}, not 2")
-        for line in expected:
-            if line not in result.stderr:
-                _fail(step, f"`{command}` did not print: {line}")
-
-
-def _run_server(step: dict, env: dict) -> None:
-    for command, _ in commands_with_comments(step["text"]):
-        command = f"{command} --port 0"
-        print(f"$ {command}", flush=True)
-        process = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        url, output = None, []
-        deadline = time.time() + 600
-        while url is None and time.time() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            found = URL.search(line)
-            url = found.group(0) if found else None
-        if url is None:
-            process.kill()
-            _fail(step, f"`{command}` printed no URL:\n{''.join(output)}")
-        with urllib.request.urlopen(url, timeout=60) as response:
-            if response.status != 200 or b"<html" not in response.read().lower():
-                _fail(step, f"{url} answered {response.status}")
-        if re.search(r"\bjaxnas(\s+--import\s+\S+)*\s+serve\b", command):
-            process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=600)
-        print("".join(output) + rest, end="", flush=True)
-        if process.returncode != 0:
-            _fail(step, f"`{command}` exited {process.returncode}")
-
-
-def _run_python(step: dict, document: str, namespace: dict) -> None:
-    if "__jaxnas_cache__" not in namespace:  # the session's cache, as for the shell
-        from jaxnas import compile_cache
-
-        namespace["__jaxnas_cache__"] = compile_cache.enable()
-    code = compile("\n" * step["line"] + step["text"], str(REPO / document), "exec")
-    try:
-        exec(code, namespace)
-    except BaseException as error:  # noqa: BLE001 (the block's own failure, reported)
-        import traceback
-
-        traceback.print_exc()
-        _fail(step, f"{type(error).__name__}: {error}")
-
-
-def run_plan(plan_file: str) -> None:
-    import importlib
-
-    work = json.loads(Path(plan_file).read_text())
-    document, env = work["document"], dict(os.environ)
-    sys.path[0] = os.getcwd()  # as an interactive session: this directory, not tests/
-    namespace = {"__name__": "__main__"}
-    for step in work["steps"]:
-        started = time.time()
-        print(f"=== {document}:{step['line']} {step['kind']}", flush=True)
-        if step["kind"] == "file":
-            Path(step["name"]).write_text(step["text"])
-            importlib.invalidate_caches()
-        elif step["kind"] == "python":
-            _run_python(step, document, namespace)
-        elif step["kind"] == "errors":
-            _run_errors(step, env)
-        elif step["kind"] == "server":
-            _run_server(step, env)
-        else:
-            result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["text"]],
-                                    env=env, timeout=1200)
-            if result.returncode != 0:
-                _fail(step, f"exit code {result.returncode}")
-        print(f"=== {time.time() - started:.1f} s", flush=True)
-
-
-if __name__ == "__main__":
-    run_plan(sys.argv[1])

@@ -95,15 +95,6 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
          "--seeds 4 --budget 20 --loop-seeds 1 --strategy random,evolution"),
         (r"jax\.random\.key\(0\), 1000\)", "jax.random.key(0), 4)"),
     ],
-    "docs/scaling.md": [
-        # The accelerator program on a CPU: 64 NAS-Bench-201 cells in chunks of 16 at
-        # width 16 compile for minutes here; tests/test_accelerator_train.py's sizes.
-        (r"space\.sample\(jax\.random\.key\(0\), 64\)", "space.sample(jax.random.key(0), 8)"),
-        (r"steps=20, batch_size=64, model=ModelConfig\(width=16\),\n(\s*)program=\"accelerator\", "
-         r"chunk_size=16",
-         r'steps=3, batch_size=16, model=ModelConfig(width=4),\n\1program="accelerator", '
-         r"chunk_size=4"),
-    ],
     "docs/watching.md": [
         (r"--budget-evals 48 --steps 100", "--population 4 --budget-evals 8 --steps 20 "
          "--final-steps 20"),

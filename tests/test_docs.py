@@ -1,7 +1,8 @@
 """Every code block of README.md and docs/*.md runs as written, and docs/cli.md
 documents every option of the ``jaxnas`` command.
 
-How a document is run (one test per document, so a failure names it): its blocks run
+How a document is run (one test per document, so a failure names the document, and
+the line of the block that failed; documents run two at a time): its blocks run
 in order, in a fresh temporary directory, in one Python process (a fresh interpreter
 running tests/docs_runner.py), as a reader who keeps one terminal and one Python
 session open goes through it:
@@ -35,8 +36,11 @@ the text around the block must say the same in words):
 
 Smaller settings: blocks written for a user's real run (``--budget-evals 48 --steps
 100``, 1000 seeds, widths of 32) would take minutes here, so the test substitutes
-smaller numbers, per document, with the regular expressions of ``SUBSTITUTIONS``; every
-substitution must still match its document, so the table cannot go stale. Everything
+smaller numbers, per document, with the regular expressions of ``SUBSTITUTIONS``
+(README.md: the MNIST-1D run, the Python example, the inheritance / repeats / initial
+searches, the watched search, ``jaxnas bench`` and the fused table search;
+docs/watching.md: its search); every substitution must still match its document, so the
+table cannot go stale. Everything
 else runs exactly as written. Compiled programs come from the session's compilation
 cache (tests/conftest.py), for the shell's searches (``JAXNAS_COMPILE_CACHE``) and the
 Python blocks alike; the cache changes no result (tests/test_compile_cache.py).

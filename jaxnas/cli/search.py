@@ -13,6 +13,7 @@ from jaxnas import spaces, strategies
 from jaxnas.cli.serve import start_server, url_of
 from jaxnas.cli.usage import UsageError, positive_int
 from jaxnas.search import SearchConfig, SearchError, SettingError, flag_name, flag_of
+from jaxnas.search.tracking import KINDS as TRACKERS
 
 
 def add_parser(commands) -> None:
@@ -39,6 +40,12 @@ def add_parser(commands) -> None:
     run.add_argument("--compile-cache", metavar="DIR|off",
                      help="JAX's persistent compilation cache (default: $JAXNAS_COMPILE_CACHE, "
                      "else ~/.cache/jaxnas/xla); 'off' turns it off")
+    run.add_argument("--track", nargs=2, metavar=("KIND", "DIR"),
+                     help="log every evaluated candidate (architecture summary and metrics, "
+                     "in the HParams format) and the progress for an experiment tracker: "
+                     f"KIND is {' or '.join(TRACKERS)}, DIR its log directory (new, or the "
+                     "one this run tracked before: --resume appends); needs "
+                     "pip install 'jaxnas[track]'")
     run.set_defaults(run=_search)
 
 
@@ -86,6 +93,9 @@ def _search(args: argparse.Namespace) -> None:
         server = start_server(Path(args.out or args.resume), "127.0.0.1",
                               8765 if args.port is None else args.port)
         print(f"watch the search at {url_of(server)}", file=sys.stderr, flush=True)
+    if args.track is not None and args.track[0] not in TRACKERS:
+        raise UsageError(f"--track takes {' or '.join(TRACKERS)} and a directory; got "
+                         f"{args.track[0]!r}")
     for name, argument in (("dataset", "data"), ("budget_evals", "budget")):
         if name in settings:
             settings[argument] = settings.pop(name)
@@ -93,7 +103,8 @@ def _search(args: argparse.Namespace) -> None:
     try:
         result = search(out=args.out or args.resume, resume=args.resume is not None,
                         progress=progress, compile_cache=args.compile_cache,
-                        strategy_options=options, initial=args.initial or (), **settings)
+                        strategy_options=options, initial=args.initial or (),
+                        track=None if args.track is None else tuple(args.track), **settings)
     except SettingError as error:
         raise UsageError(error.named(flag_name)) from None
     except SearchError as error:

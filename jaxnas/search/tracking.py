@@ -72,22 +72,15 @@ def candidate_metrics(record: Record) -> dict[str, float]:
     return metrics
 
 
-def progress_points(history: list[Record], objective: str) -> dict[int, dict[str, float]]:
-    """The progress scalars by generation (``progress/NAME`` without the prefix), for each
-    generation that evaluated something."""
-    by_generation: dict[int, list[Record]] = {}
-    for record in history:
-        by_generation.setdefault(record.generation, []).append(record)
-    points, seen = {}, []
-    for generation in sorted(by_generation):
-        records = by_generation[generation]
-        seen.extend(records)
-        best = best_record(seen, objective)
-        seconds = sum(record.seconds for record in records)
-        points[generation] = {"best_val_loss": best.val_loss, "best_val_acc": best.val_acc,
-                              "evaluations": float(len(seen)),
-                              "evals_per_s": len(records) / max(seconds, 1e-4)}
-    return points
+def progress_point(history: list[Record], generation: int,
+                   objective: str) -> dict[str, float]:
+    """The progress scalars of one generation (``progress/NAME`` without the prefix)."""
+    seen = [record for record in history if record.generation <= generation]
+    now = [record for record in seen if record.generation == generation]
+    best = best_record(seen, objective)
+    seconds = sum(record.seconds for record in now)
+    return {"best_val_loss": best.val_loss, "best_val_acc": best.val_acc,
+            "evaluations": float(len(seen)), "evals_per_s": len(now) / max(seconds, 1e-4)}
 
 
 class TensorBoardTracker:
@@ -150,7 +143,7 @@ class TensorBoardTracker:
             if not _has_events(run):
                 self._write_candidate(run, index, history[index])
             self._candidates_done = index + 1
-        self._write_progress(progress_points(history, self.config.objective))
+        self._write_progress(history)
 
     def close(self) -> None:
         if self._progress_file is not None:
@@ -173,25 +166,29 @@ class TensorBoardTracker:
                       for tag, value in candidate_metrics(record).items()]
         atomic_write(run / _event_file_name(), self._events(summaries))
 
-    def _write_progress(self, points: dict[int, dict[str, float]]) -> None:
+    def _write_progress(self, history: list[Record]) -> None:
+        """A point per generation that evaluated something, unless it is on disk."""
         run = self.path / "search"
         if self._progress_done is None:
             self._progress_done = _generations_on_disk(run)
-        missing = [generation for generation in points if generation not in self._progress_done]
+        missing = sorted({record.generation for record in history} - self._progress_done)
         if not missing:
             return
         if self._progress_file is None:
             run.mkdir(parents=True, exist_ok=True)
             self._progress_file = open(run / _event_file_name(), "ab")  # noqa: SIM115
             self._progress_file.write(self._events([]))
-        summaries = [(generation, self._scalar(f"progress/{name}", points[generation][name]))
-                     for generation in missing for name in _PROGRESS]
+        summaries = []
+        for generation in missing:
+            point = progress_point(history, generation, self.config.objective)
+            summaries += [(generation, self._scalar(f"progress/{name}", point[name]))
+                          for name in _PROGRESS]
         self._progress_file.write(self._events(summaries, version=False))
         self._progress_file.flush()
         os.fsync(self._progress_file.fileno())
         self._progress_done.update(missing)
 
-    def _events(self, summaries: list, version: bool = True) -> bytes:
+    def _events(self, summaries: list, *, version: bool = True) -> bytes:
         """Event records (TFRecord framing) of ``(step, Summary)`` pairs, after the file
         version record that starts every event file when ``version``."""
         buffer = io.BytesIO()

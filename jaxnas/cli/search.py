@@ -87,15 +87,15 @@ def _search(args: argparse.Namespace) -> None:
     server = None
     if args.port is not None and not args.serve:
         raise UsageError("--port is the port of --serve; give --serve too")
+    if args.track is not None and args.track[0] not in TRACKERS:
+        raise UsageError(f"--track takes {' or '.join(TRACKERS)} and a directory; got "
+                         f"{args.track[0]!r}")
     if args.serve:
         if args.out is None and args.resume is None:
             raise UsageError("--serve needs a run directory: give --out or --resume")
         server = start_server(Path(args.out or args.resume), "127.0.0.1",
                               8765 if args.port is None else args.port)
         print(f"watch the search at {url_of(server)}", file=sys.stderr, flush=True)
-    if args.track is not None and args.track[0] not in TRACKERS:
-        raise UsageError(f"--track takes {' or '.join(TRACKERS)} and a directory; got "
-                         f"{args.track[0]!r}")
     for name, argument in (("dataset", "data"), ("budget_evals", "budget")):
         if name in settings:
             settings[argument] = settings.pop(name)

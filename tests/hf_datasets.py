@@ -12,6 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 # Rows of scikit-learn's digits in each split of the saved image dataset: as many as
@@ -45,3 +46,23 @@ def save_table(path: Path, columns: dict) -> Path:
     """One ``Dataset`` (no splits) of plain columns, their features inferred."""
     datasets.Dataset.from_dict(columns).save_to_disk(str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Directories written by ``save_to_disk``, by what they hold."""
+    root = tmp_path_factory.mktemp("hf")
+    rng = np.random.default_rng(0)
+    rows = 120
+    table = {"a": rng.normal(size=rows).tolist(), "b": rng.integers(0, 9, rows).tolist(),
+             "c": rng.normal(size=rows).astype(np.float32).tolist(),
+             "label": np.arange(rows) % 3}
+    return {
+        "images": save_digit_images(root / "images"),
+        "table": save_table(root / "table", table),
+        "no_label": save_table(root / "no_label", {
+            "a": table["a"], "target": ["yes", "no"] * (rows // 2)}),
+        "text": save_table(root / "text", {
+            "sentence": ["a cat", "a dog"] * (rows // 2), "label": table["label"]}),
+        "table_columns": table,
+    }

@@ -9,25 +9,7 @@ import pytest
 from jaxnas import data
 from tests import hf_datasets  # sets the offline variables before datasets loads
 
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """Directories written by ``save_to_disk``, by what they hold."""
-    root = tmp_path_factory.mktemp("hf")
-    rng = np.random.default_rng(0)
-    rows = 120
-    table = {"a": rng.normal(size=rows).tolist(), "b": rng.integers(0, 9, rows).tolist(),
-             "c": rng.normal(size=rows).astype(np.float32).tolist(),
-             "label": np.arange(rows) % 3}
-    return {
-        "images": hf_datasets.save_digit_images(root / "images"),
-        "table": hf_datasets.save_table(root / "table", table),
-        "no_label": hf_datasets.save_table(root / "no_label", {
-            "a": table["a"], "target": ["yes", "no"] * (rows // 2)}),
-        "text": hf_datasets.save_table(root / "text", {
-            "sentence": ["a cat", "a dog"] * (rows // 2), "label": table["label"]}),
-        "table_columns": table,
-    }
+saved = hf_datasets.saved  # the fixture of the saved datasets
 
 
 def test_saved_splits_load_with_their_images_and_labels(saved):

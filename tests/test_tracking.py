@@ -12,27 +12,24 @@ import sys
 from collections import Counter
 
 import pytest
-
-from tests import searching
-from tests.test_hf_data import saved  # noqa: F401 (the saved datasets fixture)
-
-pytest.importorskip("tensorboard")
-
-from tensorboard import context  # noqa: E402
-from tensorboard.backend.event_processing import (  # noqa: E402
+from tensorboard import context
+from tensorboard.backend.event_processing import (
     data_provider,
     event_file_loader,
     plugin_event_multiplexer,
 )
-from tensorboard.plugins import base_plugin  # noqa: E402
-from tensorboard.plugins.hparams import (  # noqa: E402
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import (
     api_pb2,
     backend_context,
     get_experiment,
     list_session_groups,
 )
-from tensorboard.util import tensor_util  # noqa: E402
+from tensorboard.util import tensor_util
 
+from tests import hf_datasets, searching
+
+saved = hf_datasets.saved  # the fixture of the saved datasets
 TINY = ["--space", "mlp", "--population", "4", "--budget-evals", "12", "--steps", "20",
         "--final-steps", "20", "--batch-size", "32", "--cells", "2", "--seed", "7"]
 OPS = ("dense32-relu", "dense32-tanh", "dense32-gelu", "dense64-relu", "dense64-tanh",
@@ -40,7 +37,7 @@ OPS = ("dense32-relu", "dense32-tanh", "dense32-gelu", "dense64-relu", "dense64-
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory, saved):  # noqa: F811
+def tracked(tmp_path_factory, saved):
     root = tmp_path_factory.mktemp("tracked")
     out, logdir = root / "run", root / "tb"
     args = [*TINY, "--dataset", f"hf:{saved['images']}", "--track", "tensorboard", logdir]

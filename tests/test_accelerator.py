@@ -4,6 +4,7 @@ accounting counts what the program runs (the trainer: test_accelerator_train.py)
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,8 +92,9 @@ def test_typed_slots_equal_the_branching_program(space_name):
         for row, index in enumerate(members):
             expected = branching(jax.tree.map(lambda a, i=index: a[i], params),
                                  jax.tree.map(lambda a, i=index: a[i], archs))
-            jax.tree.map(lambda a, b, r=row: np.testing.assert_allclose(
-                a[r], b, rtol=1e-4, atol=1e-5), got, expected)
+            # chex names the leaf (loss, a gradient, a statistic, logits) that differs.
+            chex.assert_trees_all_close(jax.tree.map(lambda a, r=row: a[r], got), expected,
+                                        rtol=1e-4, atol=1e-5)
     if len(family.templates) > 1:
         assert len(used) > 1, "the sample should use more than the full template"
 

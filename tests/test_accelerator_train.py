@@ -3,6 +3,7 @@ chunks are sized from memory."""
 
 import dataclasses
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import jaxnas.spaces
 from jaxnas import data
 from jaxnas.nn import ModelConfig, make_model
 from jaxnas.train import TrainConfig, _memory, _programs, program_cost, put_data, train_population
+from tests.traces import programs_traced_once  # noqa: F401 (autouse)
 
 DIGITS = (8, 8, 1)
 CLASSES = 10
@@ -43,8 +45,8 @@ def test_accelerator_program_trains_like_the_cpu_program(space_name, digits):
         for name in ("val_loss", "val_acc", "train_curve"):
             np.testing.assert_allclose(getattr(got, name), getattr(expected, name),
                                        rtol=1e-4, atol=1e-5)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
-                     got.state.candidates(), expected.state.candidates())
+        chex.assert_trees_all_close(got.state.candidates(), expected.state.candidates(),
+                                    rtol=1e-3, atol=1e-5)
     cost = program_cost(space, archs, digits, accelerator)
     # The caller's chunk of 2 is kept, with a chunk more for each template's remainder.
     assert cost.program == "accelerator" and cost.layout.chunk == 2

@@ -4,6 +4,7 @@ gradients, the relaxation and the analytic counts, for every registered space.""
 import functools
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,7 +70,10 @@ def _setup(space_name):
         traces.append(None)
         return model.apply(params, arch, x)
 
-    return space, model, archs, params, x, jax.jit(counted_apply), traces
+    # chex raises on a second trace too (its count is by source: reset for each space).
+    chex.clear_trace_counter()
+    counted = chex.assert_max_traces(counted_apply, 1)
+    return space, model, archs, params, x, jax.jit(counted), traces
 
 
 def _host_params(model, count, seed=1):
@@ -130,10 +134,7 @@ def test_shapes_for_every_input_rank(space_name, shape):
     grads = jax.eval_shape(
         jax.vmap(jax.grad(lambda p, a, x: model.apply(p, a, x).sum()), (0, 0, None)),
         population_params, archs, x)
-    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(params)
-    assert all(g.shape == p.shape for g, p in zip(jax.tree_util.tree_leaves(grads),
-                                                  jax.tree_util.tree_leaves(population_params),
-                                                  strict=True))
+    chex.assert_trees_all_equal_shapes_and_dtypes(grads, population_params)
     n, k = space.max_nodes, space.num_ops
     relaxed = jax.eval_shape(model.apply_relaxed, params, jax.ShapeDtypeStruct((n, n), jnp.float32),
                              jax.ShapeDtypeStruct((n, k), jnp.float32), x)
@@ -376,8 +377,7 @@ def test_branching_computes_the_same_function_and_gradients(space_name):
             padded, padded_grads = value_and_grad(member, arch, False)
             branched, branched_grads = value_and_grad(member, arch, True)
             np.testing.assert_allclose(branched, padded, rtol=1e-5)
-            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                         branched_grads, padded_grads)
+            chex.assert_trees_all_close(branched_grads, padded_grads, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(("shape", "taps"), [((3, 11, 4), 3), ((3, 11, 4), 5),
@@ -428,8 +428,7 @@ def test_batch_norm_statistics_move_only_on_live_normalising_nodes(space_name):
                              (_member(compacted, index), True)):
             other_logits, other = train(member, form, x, branch=branch)
             np.testing.assert_allclose(other_logits, logits, rtol=1e-5, atol=1e-5)
-            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                         other, stats)
+            chex.assert_trees_all_close(other, stats, rtol=1e-5, atol=1e-6)
         for key in ("mean", "var"):
             assert (np.asarray(stats["stem"][key]) != member["stem"][key]).all()
         live = np.asarray(jax.jit(live_nodes)(arch.adj != 0))

@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +33,7 @@ from jaxnas.train import (
 )
 from jaxnas.train._config import Hyperparams, make_optimizer, schedule_factor
 from jaxnas.train._layout import round_up
+from tests.traces import programs_traced_once  # noqa: F401 (autouse)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -79,8 +81,8 @@ def compiled_programs(caplog):
 
 
 def tree_close(a, b, **tolerance):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tolerance)
+    """chex's tree comparison: a failure names the leaf's path and what differs."""
+    chex.assert_trees_all_close(a, b, **tolerance)
 
 
 def test_result_shapes_and_learning(first_run):

@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip(
     "torch", reason="the PyTorch twin needs torch (pip install 'jaxnas[benchmarks]')")
 
+import chex  # noqa: E402
 import jax  # noqa: E402
 import optax  # noqa: E402
 
@@ -106,6 +107,10 @@ def _torch_losses(module, forward, x, y, indices, optimizer=torch.optim.SGD, lr=
     return np.array(losses)
 
 
+def _numpy(tensors: dict) -> dict:
+    return {name: tensor.numpy() for name, tensor in tensors.items()}
+
+
 def _stat_names(module):
     return {name: buffer for name, buffer in module.named_buffers()
             if not name.endswith("num_batches_tracked")}
@@ -159,16 +164,15 @@ def test_jax_and_torch_agree(space_name, shape_name, norm):
         # seed-style module PyTorch's (exported from the trained jaxnas params).
         own_trained = jax.tree_util.tree_map(lambda a, i=i: a[i], trained)
         expected = twin.TorchPadded(space, shape, NUM_CLASSES, config, params=own_trained)
-        for name, value in _stat_names(expected).items():
-            np.testing.assert_allclose(_stat_names(padded)[name].numpy(), value.numpy(),
-                                       rtol=1e-5, atol=1e-5)
+        # chex compares the statistics by name, and a failure names the one that differs.
+        chex.assert_trees_all_close(_numpy(_stat_names(padded)), _numpy(_stat_names(expected)),
+                                    rtol=1e-5, atol=1e-5)
         exported = twin.SeedModule(space, arch, shape, NUM_CLASSES, config).load_jax_params(
             own_trained)
         assert set(_stat_names(exported)) == set(_stat_names(seed))
         assert bool(_stat_names(seed)) == (norm == "batch" and model.layout.spatial)
-        for name, value in _stat_names(exported).items():
-            np.testing.assert_allclose(_stat_names(seed)[name].numpy(), value.numpy(),
-                                       rtol=1e-5, atol=1e-5)
+        chex.assert_trees_all_close(_numpy(_stat_names(seed)), _numpy(_stat_names(exported)),
+                                    rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("space_name, shape", [("nasbench201", "digits"), ("conv", "mnist1d"),

@@ -13,6 +13,7 @@ from jaxnas import spaces, strategies
 from jaxnas.cli.serve import start_server, url_of
 from jaxnas.cli.usage import UsageError, positive_int
 from jaxnas.search import SearchConfig, SearchError, SettingError, flag_name, flag_of
+from jaxnas.search.tracking import KINDS as TRACKERS
 
 
 def add_parser(commands) -> None:
@@ -44,6 +45,12 @@ def add_parser(commands) -> None:
     run.add_argument("--compile-cache", metavar="DIR|off",
                      help="JAX's persistent compilation cache (default: $JAXNAS_COMPILE_CACHE, "
                      "else ~/.cache/jaxnas/xla); 'off' turns it off")
+    run.add_argument("--track", nargs=2, metavar=("KIND", "DIR"),
+                     help="log every evaluated candidate (architecture summary and metrics, "
+                     "in the HParams format) and the progress for an experiment tracker: "
+                     f"KIND is {' or '.join(TRACKERS)}, DIR its log directory (new, or the "
+                     "one this run tracked before: --resume appends); needs "
+                     "pip install 'jaxnas[track]'")
     run.set_defaults(run=_search)
 
 
@@ -87,6 +94,9 @@ def _search(args: argparse.Namespace) -> None:
     server = None
     if args.port is not None and not args.serve:
         raise UsageError("--port is the port of --serve; give --serve too")
+    if args.track is not None and args.track[0] not in TRACKERS:
+        raise UsageError(f"--track takes {' or '.join(TRACKERS)} and a directory; got "
+                         f"{args.track[0]!r}")
     if args.serve:
         if args.out is None and args.resume is None:
             raise UsageError("--serve needs a run directory: give --out or --resume")
@@ -100,7 +110,8 @@ def _search(args: argparse.Namespace) -> None:
     try:
         result = search(out=args.out or args.resume, resume=args.resume is not None,
                         progress=progress, compile_cache=args.compile_cache,
-                        strategy_options=options, initial=args.initial or (), **settings)
+                        strategy_options=options, initial=args.initial or (),
+                        track=None if args.track is None else tuple(args.track), **settings)
     except SettingError as error:
         raise UsageError(error.named(flag_name)) from None
     except SearchError as error:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxnas.data import _checks, _split
+from jaxnas.data import _checks, _hf, _split
 from jaxnas.data._checks import DataError
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -169,8 +169,13 @@ def load(
     An .npz file holds arrays `x` (n, *input_shape) and `y` (n,), optionally `x_test` and
     `y_test`; other arrays are ignored. See `from_arrays` for the label rules and splitting.
 
+    "hf:NAME[:CONFIG]" is a Hugging Face dataset of the Hub (downloaded once into Hugging
+    Face's cache), "hf:DIRECTORY" one saved with `save_to_disk` (read offline); a suffix
+    "?input=COL&label=COL" names its columns, else they are found from its features
+    (needs the `hf` extra; see `jaxnas.data._hf`).
+
     Args:
-      name_or_path: a built-in name or a path ending in ".npz".
+      name_or_path: a built-in name, a path ending in ".npz" or "hf:...".
       seed: non-negative int; the same seed gives bit-identical splits.
       val_fraction: share of each class held out for validation, in (0, 1).
       test_fraction: share of each class held out for testing when the source has no fixed
@@ -184,6 +189,8 @@ def load(
     """
     source = os.fspath(name_or_path)
     split_settings = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    if source.startswith(_hf.PREFIX):
+        return _hf.load_hf(source, **split_settings)
     if source in _BUILTINS:
         x, y, x_test, y_test = _BUILTINS[source]()
         return from_arrays(x, y, x_test=x_test, y_test=y_test, name=source, **split_settings)

@@ -130,8 +130,10 @@ class SearchConfig:
 
     space: str = _setting("mlp", "search space")
     strategy: str = _setting("evolution", "search strategy")
-    dataset: str = _setting("digits", "digits, mnist1d, a registered dataset or PATH.npz "
-                            "with x, y (optionally x_test, y_test)")
+    dataset: str = _setting("digits", "digits, mnist1d, a registered dataset, PATH.npz "
+                            "with x, y (optionally x_test, y_test), or a Hugging Face "
+                            "dataset hf:NAME[:CONFIG] or hf:DIRECTORY (save_to_disk), "
+                            "optionally ?input=COL&label=COL")
     strategy_options: dict = _setting({}, "options of the strategy's factory")
     population: int = _setting(16, "architectures per generation", minimum=1)
     generations: int | None = _setting(None, "stop after this many generations", minimum=1)

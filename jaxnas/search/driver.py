@@ -34,6 +34,8 @@ from jaxnas.search.initial import read_initial
 from jaxnas.search.outputs import best_files, result_summary
 from jaxnas.search.run import Run, arch_keys
 from jaxnas.search.rundir import RunDir, already_exists
+from jaxnas.search.tracking import KINDS as TRACKERS
+from jaxnas.search.tracking import TensorBoardTracker
 from jaxnas.train import TrainConfig, evaluate, train_population
 
 Factory = Callable[..., strategies_lib.Strategy]
@@ -47,7 +49,7 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
            strategy_options: dict | None = None,
            progress: Callable[[dict], None] | None = None,
            compile_cache: str | os.PathLike | bool | None = None, initial: Sequence = (),
-           **options) -> SearchResult:
+           track: tuple[str, str | os.PathLike] | None = None, **options) -> SearchResult:
     """Runs a whole search and returns its result.
 
     Args:
@@ -72,6 +74,9 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
       initial: architectures to evaluate first, in order, from which the strategy
         starts: files, NAS-Bench-201 strings, architecture JSON objects, ``Arch``
         objects or NAS-Bench-101 ``(matrix, ops)`` pairs (``jaxnas.search.initial``).
+      track: ``("tensorboard", DIR)`` logs every evaluated candidate and the progress
+        into the TensorBoard log directory DIR (``jaxnas.search.tracking``); needs the
+        ``track`` extra. None tracks nothing. Resuming with the same DIR appends.
       **options: other ``SearchConfig`` fields (population, steps, ...); a
         ``batch_size`` larger than the training split is refused;
         ``hyperparameters={"learning_rate": "1e-4:3e-2:log"}`` is a joint search
@@ -102,6 +107,7 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
     if not resume:
         config = dataclasses.replace(config, initial=read_initial(
             initial, space_object or spaces_lib.get(config.space)))
+    tracker = _open_tracker(track, config, space_object or spaces_lib.get(config.space))
     loaded = _load_data(dataset, config.seed)
     if not resume:
         _check_batch_size(config, loaded)
@@ -111,7 +117,7 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
     if rundir is not None:
         rundir.lock(resume)
     try:
-        return _drive(run, rundir, resume, progress)
+        return _drive(run, rundir, resume, progress, tracker)
     except OSError as error:
         if out is None or error.errno is None:
             raise
@@ -121,6 +127,18 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
     finally:
         if rundir is not None:
             rundir.close()
+        if tracker is not None:
+            tracker.close()
+
+
+def _open_tracker(track: tuple[str, str | os.PathLike] | None, config: SearchConfig,
+                  space: spaces_lib.Space) -> TensorBoardTracker | None:
+    if track is None:
+        return None
+    kind, directory = track
+    if kind not in TRACKERS:
+        raise SearchError(f"cannot track with {kind!r}; choose one of {', '.join(TRACKERS)}")
+    return TensorBoardTracker(directory, config, space.op_names)
 
 
 def _enable_cache(compile_cache: str | os.PathLike | bool | None) -> None:
@@ -211,7 +229,8 @@ def _load_data(dataset: str | tuple | data_lib.Dataset, seed: int) -> data_lib.D
 
 
 def _drive(run: Run, rundir: RunDir | None, resume: bool,
-           progress: Callable[[dict], None] | None) -> SearchResult:
+           progress: Callable[[dict], None] | None,
+           tracker: TensorBoardTracker | None) -> SearchResult:
     """The loop of ``search``: generations until the budget is spent, then the result."""
     interrupted = []
     previous = signal.getsignal(signal.SIGINT)
@@ -230,10 +249,14 @@ def _drive(run: Run, rundir: RunDir | None, resume: bool,
             run.restore(rundir.reopen(run.snapshot(), fixed_shapes=run.strategy.info.jittable))
         elif rundir is not None:
             rundir.create(run.config, run.snapshot())
+        if tracker is not None:  # a resumed run's records that were not tracked yet
+            tracker.update(run.history)
         while not run.done():
             records = run.step()
             if rundir is not None:
                 rundir.commit(records, run.snapshot(), run.config)
+            if tracker is not None:
+                tracker.update(run.history)
             if progress is not None:
                 progress(_progress(run))
             if interrupted:

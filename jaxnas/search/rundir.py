@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import chex
 from flax import serialization
 
 from jaxnas import spaces as spaces_lib
@@ -213,7 +214,13 @@ class RunDir:
     def best_params(self, blob: bytes, like) -> Any:
         """best/'s parameters, shaped like ``like``."""
         try:
-            return serialization.from_bytes(like, blob)
+            params = serialization.from_bytes(like, blob)
+            # from_bytes restores by structure alone: chex names a leaf of another shape.
+            chex.assert_trees_all_equal_shapes(params, like)
+            return params
+        except AssertionError as error:  # "... differ in leaves 'head/bias': shapes: ..."
+            raise self._error(Path(BEST) / BEST_FILES["params"], "does not fit the model: "
+                              f"parameter {str(error).partition('leaves ')[2]}") from None
         except Exception as error:  # msgpack and structure errors alike
             raise self._error(Path(BEST) / BEST_FILES["params"],
                               f"is damaged ({_one_line(error)})") from None

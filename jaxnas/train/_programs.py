@@ -34,6 +34,12 @@ from jaxnas.train._steps import (
 )
 
 
+def jit_program(fn, **options):
+    """``jax.jit(fn, **options)`` for the training and evaluation programs: the one place
+    they are jitted, where tests count the traces of ``fn`` (``chex.assert_max_traces``)."""
+    return jax.jit(fn, **options)
+
+
 @functools.lru_cache(maxsize=32)
 def model_of(space: Space, input_shape: tuple[int, ...], num_classes: int,
              config: ModelConfig) -> Model:
@@ -258,7 +264,7 @@ def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...
             return metrics, None
         return metrics, TrainState(*candidates, step=start + config.steps)
 
-    return jax.jit(run, donate_argnums=() if from_key else (0,))
+    return jit_program(run, donate_argnums=() if from_key else (0,))
 
 
 @functools.lru_cache(maxsize=64)
@@ -284,7 +290,7 @@ def evaluate_program(model: Model, eval_batch_size: int, chunk: int):
                                 jax.tree.map(split, (params, archs)))
         return loss.reshape(-1)[:size], acc.reshape(-1)[:size]
 
-    return jax.jit(run)
+    return jit_program(run)
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,0 +1,235 @@
+"""Experiment tracking: a search's candidates and progress in TensorBoard's format.
+
+``jaxnas search --track tensorboard DIR`` (``search(track=("tensorboard", DIR))``)
+writes, from the evaluation records alone:
+
+- ``DIR/candidates/NNNNN-HASH8/``: one TensorBoard run per evaluated candidate (the
+  log's line number and the architecture's hash), holding its HParams "session start"
+  (the architecture summary: op counts, nodes, edges, params, FLOPs, training steps,
+  generation) and its metrics as scalars at its training step (``val_loss``,
+  ``val_acc``, ``seconds``; with repeats also ``val_loss_std``, ``val_acc_std``), so
+  that the HParams dashboard's table, parallel coordinates and scatter views list one
+  trial per candidate;
+- ``DIR/search/``: the search's progress as scalars, a point per generation that
+  evaluated something: ``progress/best_val_loss``, ``progress/best_val_acc`` (the
+  record that the search would retrain), ``progress/evaluations`` and
+  ``progress/evals_per_s`` (the generation's evaluations over its training seconds);
+- ``DIR/search.json`` and a text summary ``config`` in the run ``.``: the search's
+  configuration.
+
+Every file is derived from the records, so tracking changes no result, and a
+resumed search (or a later ``--track`` of the same run) writes exactly what is
+missing: candidate runs are written whole (``atomic_write``), and the progress
+points already on disk are read back with TensorBoard's own event loader.
+
+TensorBoard's protocol buffers and summary functions need no TensorFlow:
+``summary_v2.hparams_pb``, ``scalar_pb`` and ``text_pb`` of its hparams, scalar and
+text plugins build the summaries, and ``RecordWriter`` frames them into event
+files. The ``track`` extra installs ``tensorboard``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+
+from jaxnas.search.config import Record, SearchConfig, SearchError, best_record
+from jaxnas.search.files import atomic_write
+
+KINDS = ("tensorboard",)
+_NOT_OPS = ("input", "output", "pad")
+_PROGRESS = ("best_val_loss", "best_val_acc", "evaluations", "evals_per_s")
+
+
+def candidate_run(index: int, record: Record) -> str:
+    """The run (subdirectory) of the candidate on line ``index + 1`` of the log."""
+    return f"candidates/{index + 1:05d}-{record.hash[:8]}"
+
+
+def arch_summary(record: Record, op_names: tuple[str, ...]) -> dict[str, int]:
+    """The HParams of one candidate: ``ops/NAME`` (its nodes of each op of the space),
+    ``nodes`` (op nodes), ``edges``, ``params``, ``flops``, ``steps``, ``generation``."""
+    counts = Counter(op for op in record.arch["nodes"] if op not in _NOT_OPS)
+    summary = {f"ops/{name}": counts.get(name, 0) for name in op_names}
+    summary.update(nodes=sum(counts.values()), edges=len(record.arch["edges"]),
+                   params=record.params, flops=record.flops, steps=record.steps,
+                   generation=record.generation)
+    return summary
+
+
+def candidate_metrics(record: Record) -> dict[str, float]:
+    """The scalars of one candidate's run, by tag."""
+    metrics = {"val_loss": record.val_loss, "val_acc": record.val_acc,
+               "seconds": record.seconds}
+    if record.val_loss_std is not None:
+        metrics.update(val_loss_std=record.val_loss_std, val_acc_std=record.val_acc_std)
+    return metrics
+
+
+def progress_point(history: list[Record], generation: int,
+                   objective: str) -> dict[str, float]:
+    """The progress scalars of one generation (``progress/NAME`` without the prefix)."""
+    seen = [record for record in history if record.generation <= generation]
+    now = [record for record in seen if record.generation == generation]
+    best = best_record(seen, objective)
+    seconds = sum(record.seconds for record in now)
+    return {"best_val_loss": best.val_loss, "best_val_acc": best.val_acc,
+            "evaluations": float(len(seen)), "evals_per_s": len(now) / max(seconds, 1e-4)}
+
+
+class TensorBoardTracker:
+    """Writes a search's records into a TensorBoard log directory (module docstring).
+
+    Args:
+      directory: the log directory: new, empty, or one this search tracked before.
+      config: the search's settings.
+      op_names: the space's op names.
+
+    Raises:
+      SearchError: ``tensorboard`` is not installed, or ``directory`` holds something else.
+    """
+
+    def __init__(self, directory: str | os.PathLike, config: SearchConfig,
+                 op_names: tuple[str, ...]):
+        try:
+            from tensorboard.compat.proto import event_pb2
+            from tensorboard.plugins.hparams import summary_v2
+            from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+            from tensorboard.plugins.text import summary_v2 as text_summary
+            from tensorboard.summary.writer.record_writer import RecordWriter
+        except ImportError:
+            raise SearchError("--track tensorboard needs TensorBoard: pip install "
+                              "'jaxnas[track]'") from None
+        self._event, self._hparams = event_pb2.Event, summary_v2.hparams_pb
+        self._scalar, self._text = scalar_summary.scalar_pb, text_summary.text_pb
+        self._record_writer = RecordWriter
+        self.path = Path(directory)
+        self.config = config
+        self.op_names = tuple(op_names)
+        self._config_text = json.dumps(_config_json(config), indent=1, sort_keys=True)
+        self._check_directory()
+        self._progress_file = None
+        self._progress_done: set[int] | None = None
+        self._candidates_done = 0  # the log's first lines whose runs are on disk
+
+    def _check_directory(self) -> None:
+        marker = self.path / "search.json"
+        if self.path.exists() and not self.path.is_dir():
+            raise SearchError(f"cannot track into {self.path}: it is not a directory")
+        if marker.exists():
+            try:
+                tracked = json.loads(marker.read_text())
+            except (OSError, ValueError) as error:
+                raise SearchError(f"cannot read {marker}: {error}") from None
+            if tracked != json.loads(self._config_text):
+                raise SearchError(f"{self.path} tracks another search (its search.json "
+                                  "differs); choose another --track directory")
+        elif self.path.is_dir() and any(self.path.iterdir()):
+            raise SearchError(f"{self.path} is not empty and tracks no jaxnas search; "
+                              "choose a new --track directory")
+
+    def update(self, history: list[Record]) -> None:
+        """Writes whatever of ``history`` (the whole evaluation log) is not on disk yet."""
+        if not (self.path / "search.json").exists():
+            self._write_config()
+        for index in range(self._candidates_done, len(history)):
+            run = self.path / candidate_run(index, history[index])
+            if not _has_events(run):
+                self._write_candidate(run, index, history[index])
+            self._candidates_done = index + 1
+        self._write_progress(history)
+
+    def close(self) -> None:
+        if self._progress_file is not None:
+            self._progress_file.close()
+            self._progress_file = None
+
+    def _write_config(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = self._text("config", "```\n" + self._config_text + "\n```")
+        atomic_write(self.path / _event_file_name(), self._events([(0, text)]))
+        atomic_write(self.path / "search.json", self._config_text.encode())
+
+    def _write_candidate(self, run: Path, index: int, record: Record) -> None:
+        run.mkdir(parents=True, exist_ok=True)
+        for stale in run.glob(".*.tmp"):  # left by a process killed while writing here
+            stale.unlink()
+        summaries = [(0, self._hparams(arch_summary(record, self.op_names),
+                                       trial_id=candidate_run(index, record)))]
+        summaries += [(record.steps, self._scalar(tag, value))
+                      for tag, value in candidate_metrics(record).items()]
+        atomic_write(run / _event_file_name(), self._events(summaries))
+
+    def _write_progress(self, history: list[Record]) -> None:
+        """A point per generation that evaluated something, unless it is on disk."""
+        run = self.path / "search"
+        if self._progress_done is None:
+            self._progress_done = _generations_on_disk(run)
+        missing = sorted({record.generation for record in history} - self._progress_done)
+        if not missing:
+            return
+        if self._progress_file is None:
+            run.mkdir(parents=True, exist_ok=True)
+            self._progress_file = open(run / _event_file_name(), "ab")  # noqa: SIM115
+            self._progress_file.write(self._events([]))
+        summaries = []
+        for generation in missing:
+            point = progress_point(history, generation, self.config.objective)
+            summaries += [(generation, self._scalar(f"progress/{name}", point[name]))
+                          for name in _PROGRESS]
+        self._progress_file.write(self._events(summaries, version=False))
+        self._progress_file.flush()
+        os.fsync(self._progress_file.fileno())
+        self._progress_done.update(missing)
+
+    def _events(self, summaries: list, *, version: bool = True) -> bytes:
+        """Event records (TFRecord framing) of ``(step, Summary)`` pairs, after the file
+        version record that starts every event file when ``version``."""
+        buffer = io.BytesIO()
+        writer = self._record_writer(buffer)
+        now = time.time()
+        if version:
+            writer.write(self._event(wall_time=now, file_version="brain.Event:2")
+                         .SerializeToString())
+        for step, summary in summaries:
+            writer.write(self._event(wall_time=now, step=step, summary=summary)
+                         .SerializeToString())
+        return buffer.getvalue()
+
+
+def _has_events(run: Path) -> bool:
+    """Whether the run directory holds a whole event file (``atomic_write`` names its
+    temporary file with a leading dot)."""
+    return run.is_dir() and any("tfevents" in path.name and not path.name.startswith(".")
+                                for path in run.iterdir())
+
+
+def _generations_on_disk(run: Path) -> set[int]:
+    """The generations whose progress points the run's event files hold."""
+    if not run.is_dir():
+        return set()
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    done = set()
+    for path in sorted(run.iterdir()):
+        if "tfevents" not in path.name or path.name.startswith("."):
+            continue
+        for event in EventFileLoader(str(path)).Load():
+            if any(value.tag == f"progress/{_PROGRESS[-1]}" for value in event.summary.value):
+                done.add(event.step)
+    return done
+
+
+def _event_file_name() -> str:
+    return (f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}."
+            f"{os.getpid()}.jaxnas")
+
+
+def _config_json(config: SearchConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))

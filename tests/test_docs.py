@@ -38,7 +38,8 @@ Smaller settings: blocks written for a user's real run (``--budget-evals 48 --st
 100``, 1000 seeds, widths of 32) would take minutes here, so the test substitutes
 smaller numbers, per document, with the regular expressions of ``SUBSTITUTIONS``
 (README.md: the MNIST-1D run, the Python example, the inheritance / repeats / initial
-searches, the watched search, ``jaxnas bench`` and the fused table search;
+searches, the joint search's command and Python example, the watched search,
+``jaxnas bench`` and the fused table search;
 docs/watching.md: its search); every substitution must still match its document, so the
 table cannot go stale. Everything
 else runs exactly as written. Compiled programs come from the session's compilation
@@ -94,6 +95,11 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
          "--final-steps 5 --out runs/nb201"),
         (r"--budget-evals 48 --steps 100", "--population 4 --budget-evals 4 --steps 20 "
          "--final-steps 20"),
+        # Joint search: a default-sized search, and 16 candidates of 50 steps in Python.
+        (r"--out runs/joint", "--population 4 --budget-evals 4 --steps 20 --final-steps 20 "
+         "--out runs/joint"),
+        (r"budget=16, steps=50, final_steps=100", "budget=4, population=4, steps=20, "
+         "final_steps=20"),
         # Published tables: 1000 seeds of every strategy -> 4 seeds of two.
         (r"--seeds 1000 --budget 100 --loop-seeds 5",
          "--seeds 4 --budget 20 --loop-seeds 1 --strategy random,evolution"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 
@@ -20,6 +21,14 @@ from jaxnas.train._steps import loss_fn
 
 def chunk_memory(model: Model, config: TrainConfig,
                  program: str = "select") -> tuple[int, int]:
+    """(bytes per candidate, fixed bytes) of a vmapped chunk's working memory (see
+    ``_chunk_memory``); the budget and chunk settings of ``config`` do not change it."""
+    return _chunk_memory(model, dataclasses.replace(
+        config, chunk_size=None, memory_budget_mb=None, memory_fraction=1.0), program)
+
+
+@functools.lru_cache(maxsize=32)
+def _chunk_memory(model: Model, config: TrainConfig, program: str) -> tuple[int, int]:
     """(bytes per candidate, fixed bytes) of a vmapped chunk's working memory.
 
     From XLA's own memory analysis of one compiled training step (value, gradient and

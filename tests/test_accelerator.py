@@ -67,7 +67,7 @@ def test_typed_slots_equal_the_branching_program(space_name):
     """Each candidate placed in its template computes what its branching program does:
     training loss, gradients, batch norm's running statistics and evaluation logits."""
     space, model, archs = _setup(space_name)
-    family = template_family(model, 3)
+    family = template_family(model, 2)
     placed, rows = _placed(model, family, archs)
     params = _host_params(model, len(archs.ops))
     x = np.random.default_rng(3).normal(size=(BATCH,) + DIGITS).astype(np.float32)

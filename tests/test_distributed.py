@@ -23,7 +23,8 @@ def free_port() -> int:
 
 def test_two_processes_match_one():
     coordinator = f"127.0.0.1:{free_port()}"
-    env = worker_env()
+    # One device per process, whatever XLA flags this process was started with.
+    env = worker_env("--xla_force_host_platform_device_count=1")
     workers = [
         subprocess.Popen([sys.executable, str(WORKER), "--coordinator", coordinator,
                           "--num-processes", "2", "--process-id", str(index)],

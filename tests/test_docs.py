@@ -96,8 +96,8 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
         (r"--budget-evals 48 --steps 100", "--population 4 --budget-evals 4 --steps 20 "
          "--final-steps 20"),
         # Joint search: a default-sized search, and 16 candidates of 50 steps in Python.
-        (r"--out runs/joint", "--population 4 --budget-evals 4 --steps 20 --final-steps 20 "
-         "--out runs/joint"),
+        (r"--out runs/joint", "--population 6 --budget-evals 6 --steps 20 --final-steps 20 "
+         "--out runs/joint"),  # report --importance needs 5 evaluations
         (r"budget=16, steps=50, final_steps=100", "budget=4, population=4, steps=20, "
          "final_steps=20"),
         # Published tables: 1000 seeds of every strategy -> 4 seeds of two.

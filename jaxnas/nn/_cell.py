@@ -59,7 +59,8 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
           hard: bool, branch: bool, train: bool, template: tuple[int, ...] | None = None
           ) -> tuple[jax.Array, list[jax.Array], dict]:
     """One cell: node 0 = h0 (B, *spatial, d0); ``template``: the classes of the typed
-    slots (the slots after it are empty and not computed).
+    slots (the slots after it are empty and not computed). Spatial cells walk their
+    nodes (or slots) with ``lax.scan`` unless they branch (``Layout.scan_nodes``).
 
     Returns:
       (the output node (B, *spatial, D), the values of nodes 0..N-2 as a list, the
@@ -76,19 +77,32 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
                          hard, branch, train)
         states = [jnp.zeros_like(node1), node1]
     nodes = cell["nodes"]
-    if layout.scan_nodes(branch) and layout.num_stacked and template is None:
+    if layout.scan_nodes(branch) and layout.num_stacked and template != ():
         # Node first-1 (the cell input, or node 1 in chains) seeds a buffer of all N
         # node values; chains leave node 0's slot at zero (only node 1 reads it).
         buffer = jnp.zeros((n,) + states[-1].shape, h0.dtype).at[first - 1].set(states[-1])
+        # Slot i runs its class's node program (every slot the padded one without a
+        # template): a switch on the static class, so a real conditional under vmap.
+        slots = (None,) * (n - 1 - first) if template is None else template
+        count, kernels = len(slots), sorted(set(slots))
+        which = jnp.asarray([kernels.index(k) for k in slots])
 
         def step(buffer, xs):
-            node_params, node_edges, node_choice, index = xs
-            out, stats = _node(layout, node_params, _gather(node_edges, buffer, hard),
-                               node_choice, hard, branch, train)
+            node_params, node_edges, node_choice, index, kind = xs
+            inp = _gather(node_edges, buffer, hard)
+            programs = [lambda p, i, c, k=k: _node(layout, p, i, c, hard, branch, train, k)
+                        for k in kernels]
+            out, stats = (programs[0](node_params, inp, node_choice) if len(programs) == 1
+                          else jax.lax.switch(kind, programs, node_params, inp, node_choice))
             return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), stats
 
-        xs = (nodes, edges[:, first:n - 1].T, choice[first:n - 1], jnp.arange(first, n - 1))
+        used = jax.tree.map(lambda a: a[:count], nodes)
+        xs = (used, edges[:, first:first + count].T, choice[first:first + count],
+              jnp.arange(first, first + count), which)
         buffer, stats = jax.lax.scan(step, buffer, xs)
+        if count < n - 1 - first:  # empty slots keep their statistics (dropped by the caller)
+            rest = stats_of(jax.tree.map(lambda a: a[count:], nodes))
+            stats = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), stats, rest)
         return _gather(edges[:, n - 1], buffer, hard), list(buffer[:n - 1]), stats
     node_stats = []
     for i in range(first, n - 1):

@@ -26,8 +26,9 @@ class ModelConfig:
       node_loop: how a cell walks its nodes: "scan" (``lax.scan`` over the stacked node
         parameters), "unroll" (a Python loop over the N static nodes) or "auto":
         unroll where nodes branch (``apply(..., branch=True)``) and in dense spaces,
-        scan spatial cells in the select program (3-4x faster to compile there, as fast
-        to run; ``docs/performance.md``).
+        scan spatial cells in the vmapped programs, the accelerator program's typed
+        slots included (unrolled, XLA's fusions of the backward pass recompute shared
+        node values: 2.4x slower there; ``docs/scaling.md``).
       init: "auto" (PyTorch's default init where ops normalise, He-normal otherwise),
         "torch" or "he" (see ``init_params``).
       norm: the normalisation of conv-norm ops and of the spatial stem: "batch"

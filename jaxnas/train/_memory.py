@@ -35,10 +35,7 @@ def _chunk_memory(model: Model, config: TrainConfig, program: str) -> tuple[int,
     optimiser update) and one evaluation batch, vmapped over chunks of 2 and 4
     candidates, in the program's own form: the padded select program's, or, for the
     accelerator program, its full template's (every slot of the largest class: the most
-    that any of its chunks runs). The two differ: the select program walks its nodes in
-    a ``lax.scan``, whose iterations reuse their buffers, while a template's typed slots
-    are unrolled, and XLA keeps about twice as much live (1,086 against 483 MiB for 32
-    NAS-Bench-201 cells, width 16, batch 64, 8x8 inputs, on a CPU).
+    that any of its chunks runs).
     """
     params = jax.eval_shape(model.init, jax.random.key(0))
     n = model.layout.num_nodes

@@ -57,9 +57,11 @@ def padded_layout(space: Space, static: TrainConfig, data: DeviceData,
 
 class ProgramRows(NamedTuple):
     """A population laid out for one program: the population row of each program row,
-    the program rows' architectures, each chunk's template and the program's form."""
+    each candidate's own program row, the program rows' architectures, each chunk's
+    template and the program's form."""
 
     order: np.ndarray
+    first: np.ndarray
     archs: Arch | Compact
     chunk_templates: np.ndarray
     program: _steps.Program
@@ -71,9 +73,10 @@ def program_rows(space: Space, static: TrainConfig, data: DeviceData, layout: Po
     program = static.program_for(platform)
     if program != "accelerator":
         order = np.r_[np.arange(population), np.zeros(layout.size - population, np.int64)]
-        return ProgramRows(order, jax.tree.map(lambda a: a[order], archs),
-                     np.zeros(layout.devices * layout.num_chunks, np.int32),
-                     _steps.Program(branch=program == "cpu" and layout.chunk == 1))
+        return ProgramRows(order, np.arange(population),
+                           jax.tree.map(lambda a: a[order], archs),
+                           np.zeros(layout.devices * layout.num_chunks, np.int32),
+                           _steps.Program(branch=program == "cpu" and layout.chunk == 1))
     model = _programs.model_of(space, data.input_shape, data.num_classes, static.model)
     family = template_family(model, static.templates)
     compacted = _programs.compact_program(model, space.max_nodes)(
@@ -81,8 +84,8 @@ def program_rows(space: Space, static: TrainConfig, data: DeviceData, layout: Po
     plan = _templates.plan(family, tuple(np.asarray(a) for a in (
         compacted.adj, compacted.ops, compacted.node)), layout.devices, layout.num_chunks,
         layout.chunk)
-    return ProgramRows(plan.order, Compact(*plan.archs), plan.chunk_templates,
-                 _steps.Program(templates=family.templates))
+    return ProgramRows(plan.order, plan.first, Compact(*plan.archs), plan.chunk_templates,
+                       _steps.Program(templates=family.templates))
 
 
 class ProgramCost(NamedTuple):

@@ -213,8 +213,10 @@ class Plan(NamedTuple):
     """Where the accelerator program runs each candidate of a population.
 
     Attributes:
-      order: (size,) int the population row of each program row (padding rows repeat
-        row 0: their results are dropped).
+      order: (size,) int the population row of each program row (a chunk's padding rows
+        repeat its first member, a chunk that runs nothing row 0: their results are
+        dropped).
+      first: (P,) int each candidate's own program row.
       chunk_templates: (devices * num_chunks,) int32 each chunk's template index;
         ``len(family.templates)`` for a chunk of padding only (it runs nothing).
       archs: the program rows' ``Compact`` host arrays, each candidate's compute nodes
@@ -222,6 +224,7 @@ class Plan(NamedTuple):
     """
 
     order: np.ndarray
+    first: np.ndarray
     chunk_templates: np.ndarray
     archs: tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -265,12 +268,26 @@ def _chunks(family: Family, fits: np.ndarray, chunk: int,
     return chunks
 
 
+def _deal(costs: np.ndarray, devices: int, num_chunks: int) -> list[int]:
+    """The program slot of each chunk: the most expensive first, each to the device with
+    the least work so far that has a slot free (devices wait for the slowest at the end
+    of a program, so their totals should be even)."""
+    load, taken = np.zeros(devices), np.zeros(devices, np.int64)
+    slots = [0] * len(costs)
+    for k in np.argsort(-np.asarray(costs), kind="stable"):
+        device = int(np.argmin(np.where(taken < num_chunks, load, np.inf)))
+        slots[k] = device * num_chunks + int(taken[device])
+        load[device] += costs[k]
+        taken[device] += 1
+    return slots
+
+
 def plan(family: Family, archs: tuple[np.ndarray, np.ndarray, np.ndarray],
          devices: int, num_chunks: int, chunk: int) -> Plan:
     """Packs compacted candidates (host ``Compact`` arrays adj (P, K, K), ops (P, K),
     node (P, K), compute nodes in consecutive slots) into ``devices * num_chunks``
-    chunks of ``chunk`` and places each in its chunk's template. Chunks go to the
-    devices in turn, so every device gets a like share of the expensive ones."""
+    chunks of ``chunk`` and places each in its chunk's template. Chunks are dealt to the
+    devices so that their executed work is as even as the chunks allow."""
     adj, ops, node = archs
     layout = family.layout
     signature = signatures(layout, adj, ops)
@@ -278,8 +295,9 @@ def plan(family: Family, archs: tuple[np.ndarray, np.ndarray, np.ndarray],
     total = devices * num_chunks
     chunks = _chunks(family, fits, chunk, total)
     idle = len(family.templates)
-    slot_of = [(k % devices) * num_chunks + k // devices for k in range(len(chunks))]
+    slot_of = _deal(family.costs[[template for _, template in chunks]], devices, num_chunks)
     order = np.zeros(total * chunk, np.int64)
+    own_row = np.zeros(len(adj), np.int64)
     chunk_templates = np.full(total, idle, np.int32)
     placed_adj = np.zeros((total * chunk,) + adj.shape[1:], adj.dtype)
     placed_ops = np.full((total * chunk,) + ops.shape[1:], -1, ops.dtype)
@@ -288,9 +306,9 @@ def plan(family: Family, archs: tuple[np.ndarray, np.ndarray, np.ndarray],
     for (members, template), slot in zip(chunks, slot_of, strict=True):
         chunk_templates[slot] = template
         rows = slot * chunk + np.arange(chunk)
-        order[rows[:len(members)]] = members
-        for row, member in zip(rows, np.concatenate([members, members[:1].repeat(
-                chunk - len(members))]), strict=True):
+        order[rows] = np.r_[members, members[:1].repeat(chunk - len(members))]
+        own_row[members] = rows[:len(members)]
+        for row, member in zip(rows, order[rows], strict=True):
             # Its slots `kept` go to `where`: the compute nodes to their template
             # positions; the input, the output and a chain's input layer stay.
             count = len(signature[member].classes)
@@ -300,4 +318,4 @@ def plan(family: Family, archs: tuple[np.ndarray, np.ndarray, np.ndarray],
             placed_adj[row][np.ix_(where, where)] = adj[member][np.ix_(kept, kept)]
             placed_ops[row][where] = ops[member][kept]
             placed_node[row][where] = node[member][kept]
-    return Plan(order, chunk_templates, (placed_adj, placed_ops, placed_node))
+    return Plan(order, own_row, chunk_templates, (placed_adj, placed_ops, placed_node))

@@ -185,9 +185,7 @@ def _train_part(space: Space, static: TrainConfig, devices: tuple[jax.Device, ..
         smaller = dataclasses.replace(static, chunk_size=max(1, layout.chunk // 2))
         return _train_part(space, smaller, devices, data, archs, numbers, state=state,
                            keys=keys)
-    # Each candidate's first program row (padding rows repeat row 0).
-    inverse = np.zeros(population, np.int64)
-    inverse[rows.order[::-1]] = np.arange(len(rows.order))[::-1]
+    inverse = rows.first  # each candidate's own program row
     if new_state is not None:
         new_state = _state.rows_program()(new_state, global_array(
             inverse, NamedSharding(mesh, Spec())))

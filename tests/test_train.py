@@ -208,10 +208,13 @@ def test_chunked_padded_metrics_only_run_agrees(pool, device_data, first_run):
     np.testing.assert_allclose(result.train_curve[:5], first_run.train_curve, rtol=1e-5)
 
 
-@pytest.mark.parametrize("chunk_size", [None, 2])
-def test_evaluate_matches_validation(pool, dataset, first_run, chunk_size):
-    # Chunks of 2 split the 5 candidates unevenly: the padding copies are dropped.
-    config = dataclasses.replace(CONFIG, chunk_size=chunk_size)
+@pytest.mark.parametrize("chunk_size,program", [(None, "auto"), (2, "auto"), (None, "select")])
+def test_evaluate_matches_validation(pool, dataset, first_run, chunk_size, program):
+    # Chunks of 2 split the 5 candidates unevenly: the padding copies are dropped. The
+    # select program's chunk from a vast memory budget is cut to the 5 candidates (it
+    # used to pad them with copies up to the memory's chunk, here millions).
+    config = dataclasses.replace(CONFIG, chunk_size=chunk_size, program=program,
+                                 memory_budget_mb=2**24)
     loss, acc = evaluate(SPACE, population(pool, range(5)), first_run.params, dataset.x_val,
                          dataset.y_val, dataset.num_classes, config)
     np.testing.assert_allclose(loss, first_run.val_loss, rtol=1e-5)

@@ -47,7 +47,9 @@ def evaluate(space: Space, archs: Arch, params: Any, x: np.ndarray, y: np.ndarra
     # The accelerator program's typed slots need host planning; evaluation is not hot,
     # so vmapped chunks evaluate in the select program (the same function).
     program = "cpu" if config.program_for(device.platform) == "cpu" else "select"
-    chunk = chunk_size_for(space, config, tuple(x.shape[1:]), num_classes, program, device)
+    # Never more rows than candidates: the memory's chunk would pad them with copies.
+    chunk = min(chunk_size_for(space, config, tuple(x.shape[1:]), num_classes, program,
+                               device), len(archs.ops))
     loss, acc = _programs.evaluate_program(model, config.eval_batch_size, chunk)(
         params, archs, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
     loss = np.asarray(loss)

@@ -11,7 +11,15 @@ import pytest
 import jaxnas.spaces
 from jaxnas import data
 from jaxnas.nn import ModelConfig, make_model
-from jaxnas.train import TrainConfig, _memory, _programs, program_cost, put_data, train_population
+from jaxnas.train import (
+    TrainConfig,
+    _memory,
+    _plans,
+    _programs,
+    program_cost,
+    put_data,
+    train_population,
+)
 from tests.traces import programs_traced_once  # noqa: F401 (autouse)
 
 DIGITS = (8, 8, 1)
@@ -71,3 +79,19 @@ def test_chunks_are_sized_from_memory():
     model = _programs.model_of(space, (32, 32, 3), 10, config.model)
     per_candidate, fixed = _memory.chunk_memory(model, config, "accelerator")
     assert chunk == (config.memory_budget_mb * 2**20 - fixed) // per_candidate
+
+
+def test_a_search_compiles_few_accelerator_programs(digits):
+    """A search's generations train 1-16 new candidates; the accelerator program pads
+    them to powers of two (its padding chunks run nothing), so they need 5 training
+    programs, 6 with the final retraining (a 1,000-evaluation NAS-Bench-201 search built
+    6: benchmarks/results/accelerator_programs.md), where 1.5x sizes would need 8 + 1."""
+    space = jaxnas.spaces.get("nasbench201")
+    config = dataclasses.replace(CONFIG, program="accelerator").static()
+    devices = tuple(jax.devices()[:1])
+    layouts = {_plans.padded_layout(space, config, digits, devices, size)
+               for size in range(1, 17)}
+    # Chunks of one (at most a 1 / (4 x 6 templates) share), 6 chunks more for the
+    # templates' remainders.
+    assert {(layout.num_chunks, layout.chunk) for layout in layouts} == {
+        (size + 6, 1) for size in (1, 2, 4, 8, 16)}

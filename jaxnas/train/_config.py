@@ -80,7 +80,9 @@ class TrainConfig:
         of two, 2: also 1.5x powers of two, ...; 0: whole chunks only). A population that
         fits one chunk per device pads to a power of two (unless 0). Rounding makes
         searches with varying population sizes reuse a few compiled programs; finer
-        grids waste less padding on large populations.
+        grids waste less padding on large populations. The accelerator program rounds
+        to powers of two at most (its padding chunks run nothing, so only fewer
+        programs follow).
       shared_batches: every candidate sees the same minibatches (False: each candidate
         draws its own order).
       keep_state: return trained parameters and optimiser state; False keeps only the

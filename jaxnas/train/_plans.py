@@ -48,7 +48,9 @@ def padded_layout(space: Space, static: TrainConfig, data: DeviceData,
     if static.chunk_size is None:  # a chunk the caller gives is kept as it is
         share = -(-population // len(devices)) // (_CHUNKS_PER_TEMPLATE * static.templates)
         chunk = min(chunk, 1 << max(0, share.bit_length() - 1))
-    layout = population_layout(population, chunk, len(devices), static.population_rounding)
+    # Padding chunks run nothing here, so powers of two cost no work and fewer programs.
+    layout = population_layout(population, chunk, len(devices),
+                               min(static.population_rounding, 1))
     # Room for each template's last, partly filled chunk besides the population's whole
     # ones; a chunk left empty runs nothing.
     extra = -(-static.templates // len(devices))

@@ -75,23 +75,24 @@ def flops() -> None:
                 row = {"space": space_name, "dataset": dataset, "width": width,
                        "select": float(np.asarray(model.flops(archs)).sum()
                                         / (1024 * model.executed_flops))}
-                for chunk in (16, 1024):
+                for name, chunk in (("chunk_16", 16), ("trainer", None)):
                     config = TrainConfig(model=ModelConfig(width=width), program="accelerator",
                                          chunk_size=chunk)
                     cost = program_cost(space, archs, data, config, devices=jax.devices()[:1])
-                    row[f"chunk_{chunk}"] = float(cost.useful.sum() / cost.executed.sum())
-                    row[f"chunk_{chunk}_used"] = cost.layout.chunk
+                    row[name] = float(cost.useful.sum() / cost.executed.sum())
+                    row[f"{name}_chunk"] = cost.layout.chunk
                 rows.append(row)
                 print(row, flush=True)
     lines = ["# Accelerator program: useful / executed matmul FLOPs", "",
              f"Machine: {_machine()} (host-side accounting: `jaxnas.train.program_cost`, "
-             "the plan `train_population` runs). P=1024 cells drawn with key 0; 6 templates; "
-             "forward matmul FLOPs of stem, nodes and classifier, padding rows included.", "",
-             "| space | data | width | select program | accelerator, chunk_size=16 | "
-             "accelerator, chunk_size=1024 (the trainer cuts it to "
-             f"{rows[0]['chunk_1024_used']}) |", "|---|---|---|---|---|---|"]
+             "the plan `train_population` runs). P=1024 cells drawn with key 0; "
+             f"{TrainConfig().templates} templates (the default); forward matmul FLOPs of "
+             "stem, nodes and classifier, padding rows included.", "",
+             "| space | data | width | select program | accelerator, chunks of 16 | "
+             "accelerator, the trainer's own chunks (size) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['space']} | {r['dataset']} | {r['width']} | {r['select']:.2f} | "
-              f"{r['chunk_16']:.2f} | {r['chunk_1024']:.2f} |" for r in rows]
+              f"{r['chunk_16']:.2f} | {r['trainer']:.2f} ({r['trainer_chunk']}) |"
+              for r in rows]
     _write("flops", {"machine": _machine(), "rows": rows}, lines)
 
 

@@ -91,7 +91,7 @@ def test_a_search_compiles_few_accelerator_programs(digits):
     devices = tuple(jax.devices()[:1])
     layouts = {_plans.padded_layout(space, config, digits, devices, size)
                for size in range(1, 17)}
-    # Chunks of one (at most a 1 / (4 x 6 templates) share), 6 chunks more for the
-    # templates' remainders.
+    # Chunks of one (at most a 1 / (4 x templates) share), a chunk more for each
+    # template's remainder.
     assert {(layout.num_chunks, layout.chunk) for layout in layouts} == {
-        (size + 6, 1) for size in (1, 2, 4, 8, 16)}
+        (size + config.templates, 1) for size in (1, 2, 4, 8, 16)}

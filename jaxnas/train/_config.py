@@ -103,7 +103,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     curve_points: int = 20
     program: str = "auto"
-    templates: int = 6
+    templates: int = 8
     chunk_size: int | None = None
     memory_budget_mb: int | None = None
     memory_fraction: float = 0.8

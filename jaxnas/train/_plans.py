@@ -24,9 +24,9 @@ from jaxnas.train._layout import PopulationLayout, population_layout
 from jaxnas.train._memory import chunk_size_for
 from jaxnas.train._placement import DeviceData, device_tuple, host_population, put_data
 
-# Chunks per template a device's share is cut into, at least (see padded_layout): at P=1024,
-# 6 templates, chunks of 32 execute 0.83 useful FLOPs on NAS-Bench-201 cells, of 128 0.65
-# (benchmarks/results/accelerator_flops.md).
+# Chunks per template a device's share is cut into, at least (see padded_layout): at P=1024
+# with 6 templates, chunks of 32 executed 0.83 useful FLOPs on NAS-Bench-201 cells, of 128
+# 0.65 (docs/scaling.md).
 _CHUNKS_PER_TEMPLATE = 4
 
 

@@ -1,5 +1,5 @@
-"""Strict numerics for every test, one compilation cache for the searches tests start in
-subprocesses, and the CLI run in this process."""
+"""Strict numerics for every test, one compilation cache for the session (test processes
+and the searches they start in subprocesses), and the CLI run in this process."""
 
 import atexit
 import os
@@ -18,18 +18,18 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-# Searches in tests leave the user's compilation cache alone; tests of the cache name
-# their own directory.
-os.environ["JAXNAS_COMPILE_CACHE"] = "off"
-
-# The searches that tests start in subprocesses (``python -m jaxnas.cli search``) share
-# one compilation cache for the whole session, so a program compiled by one is loaded by
-# the next (tests/test_compile_cache.py shows the cache changes no result); this process
-# itself keeps the cache off. Subprocess helpers pass it as JAXNAS_COMPILE_CACHE.
+# Every test process (each xdist worker) and every search that tests start in a
+# subprocess share one compilation cache for the whole session, so a program compiled by
+# one is loaded by the next (tests/test_compile_cache.py shows the cache changes no
+# result). The user's cache is left alone; tests of the cache name their own directory.
 SUBPROCESS_CACHE = "JAXNAS_TEST_SUBPROCESS_CACHE"
 if not os.environ.get(SUBPROCESS_CACHE):
     os.environ[SUBPROCESS_CACHE] = tempfile.mkdtemp(prefix="jaxnas-test-xla-")
     atexit.register(shutil.rmtree, os.environ[SUBPROCESS_CACHE], ignore_errors=True)
+os.environ["JAXNAS_COMPILE_CACHE"] = os.environ[SUBPROCESS_CACHE]
+from jaxnas import compile_cache  # noqa: E402
+
+compile_cache.enable(os.environ[SUBPROCESS_CACHE])
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Searches that tests run as the console script does, in subprocesses.
 
-They share the session's compilation cache (tests/conftest.py), so each program is
-compiled once per session (tests/test_compile_cache.py shows the cache changes no
-result); the test process itself keeps the cache off.
+They share the session's compilation cache with the test processes (tests/conftest.py),
+so each program is compiled once per session (tests/test_compile_cache.py shows the
+cache changes no result).
 """
 
 import json

@@ -81,7 +81,7 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
         (r"--cells 2 --width 32 --population 8 \\\n    --budget-evals 40 --steps 600 "
          r"--batch-size 128 --final-steps 3000",
          "--cells 1 --width 4 --population 2 \\\n    --budget-evals 2 --steps 5 "
-         "--batch-size 32 --final-steps 5"),
+         "--batch-size 64 --final-steps 5"),  # the programs of the --inherit search below
         # In Python: 32 NAS-Bench-201 cells of 100 steps (24 s), a default search of 64.
         (r"space\.sample\(jax\.random\.key\(0\), 32\)", "space.sample(jax.random.key(0), 2)"),
         (r"TrainConfig\(steps=100, batch_size=32\)", "TrainConfig(steps=5, batch_size=32)"),
@@ -95,9 +95,10 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
          "--final-steps 5 --out runs/nb201"),
         (r"--budget-evals 48 --steps 100", "--population 4 --budget-evals 4 --steps 20 "
          "--final-steps 20"),
-        # Joint search: a default-sized search, and 16 candidates of 50 steps in Python.
-        (r"--out runs/joint", "--population 6 --budget-evals 6 --steps 20 --final-steps 20 "
-         "--out runs/joint"),  # report --importance needs 5 evaluations
+        # Joint search: a default-sized search (the programs of the searches above; report
+        # --importance needs 5 evaluations), and 16 candidates of 50 steps in Python.
+        (r"--out runs/joint", "--population 4 --budget-evals 8 --steps 20 --final-steps 20 "
+         "--out runs/joint"),
         (r"budget=16, steps=50, final_steps=100", "budget=4, population=4, steps=20, "
          "final_steps=20"),
         # Published tables: 1000 seeds of every strategy -> 4 seeds of two.

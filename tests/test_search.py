@@ -80,14 +80,16 @@ def test_same_seed_gives_the_same_log(finished_run, tmp_path):
     assert searching.log_without_time(again) == searching.log_without_time(out)
 
 
-def test_sigkill_then_resume_loses_nothing_and_ends_the_same(finished_run, tmp_path):
+def test_sigkill_then_resume_loses_nothing_and_ends_the_same(finished_run, tmp_path,
+                                                             cli_main):
     reference, _ = finished_run
     out = tmp_path / "killed"
     searching.kill_after(TINY, out, 4)
     finished_before_kill = len(read_log(out))
     assert 4 <= finished_before_kill < 12
     assert not (out / "result.json").exists()
-    searching.cli("search", "--resume", str(out), "--quiet")
+    # Resumed in this process, whose programs finished_run compiled.
+    assert cli_main("search", "--resume", out, "--quiet").returncode == 0
     assert searching.log_without_time(out) == searching.log_without_time(reference)
     resumed = json.loads((out / "result.json").read_text())
     expected = json.loads((reference / "result.json").read_text())
@@ -130,7 +132,7 @@ def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_p
     np.testing.assert_allclose(state["stem.1.running_var"].numpy(), stem["var"], rtol=1e-6)
 
 
-def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path):
+def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path, finished_run, cli_main):
     out = tmp_path / "interrupted"
     env = searching.env()
     process = subprocess.Popen(
@@ -146,7 +148,7 @@ def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(tmp_path):
     assert "Traceback" not in stderr
     done = len(read_log(out))
     assert 4 <= done < 12
-    searching.cli("search", "--resume", str(out), "--quiet")
+    assert cli_main("search", "--resume", out, "--quiet").returncode == 0  # finished_run's programs
     assert len(read_log(out)) == 12
 
 
@@ -296,20 +298,22 @@ def _hold_lock(directory: Path):
     return lock
 
 
-def test_run_directory_is_locked_while_a_search_writes_it(tmp_path, finished_run):
+def test_run_directory_is_locked_while_a_search_writes_it(tmp_path, finished_run, cli_main):
+    """In this process (flock locks conflict between open files of one process too), whose
+    programs finished_run compiled."""
     fresh, used = tmp_path / "fresh", tmp_path / "used"
     shutil.copytree(finished_run[0], used)
     (used / "result.json").unlink()  # as if stopped before its final retraining
     for directory, args in ((fresh, [*TINY, "--out", str(fresh)]), (used, ["--resume", str(used)])):
         with _hold_lock(directory):
             before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-            result = searching.cli("search", "--quiet", *args, check=False)
+            result = cli_main("search", "--quiet", *args)
             assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
             assert f"in use by another search (process {os.getpid()})" in result.stderr
             assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
     # The OS drops a lock with its holder: both can be used again.
-    assert "test accuracy" in searching.cli("search", "--quiet", "--resume", str(used)).stdout
-    assert "test accuracy" in searching.cli("search", "--quiet", *TINY, "--out", str(fresh)).stdout
+    assert "test accuracy" in cli_main("search", "--quiet", "--resume", used).stdout
+    assert "test accuracy" in cli_main("search", "--quiet", *TINY, "--out", fresh).stdout
 
 
 @pytest.mark.parametrize("where", ["/proc/x", "/dev/null/x", "FILE/x"])

@@ -150,10 +150,13 @@ def test_kendall_tau_matches_the_textbook_values():
     assert kendall_tau(x, y) == pytest.approx(3 / np.sqrt(6 * 5))
 
 
-def test_seeded_search_with_inheritance_and_repeats_resumes_exactly_after_sigkill(tmp_path):
+def test_seeded_search_with_inheritance_and_repeats_resumes_exactly_after_sigkill(tmp_path,
+                                                                                 cli_main):
     """Seeds, inheritance and repeats at once: killed after two generations (the seeds and
     their first children, whose weights are the parents of the third) and resumed, the
-    run logs exactly what the uninterrupted run logs, parents included."""
+    run logs exactly what the uninterrupted run logs, parents included. The reference and
+    the resume run in this process (the killed search in a subprocess, from the session's
+    compilation cache)."""
     space = spaces.get("mlp")
     seeds = tmp_path / "seeds.json"
     seeds.write_text(json.dumps([jaxnas.arch.to_json(a, space.op_names) for a in
@@ -163,14 +166,14 @@ def test_seeded_search_with_inheritance_and_repeats_resumes_exactly_after_sigkil
             "20", "--final-steps", "10", "--batch-size", "32", "--width", "8", "--seed", "2",
             "--strategy-option", "population_size=4"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    searching.cli("search", *args, "--out", str(reference), "--quiet")
+    assert cli_main("search", *args, "--out", reference, "--quiet").returncode == 0
     log = searching.log_without_time(reference)
     assert [line["arch"] for line in log[:4]] == json.loads(seeds.read_text())
     assert all(len(line["repeat_val_loss"]) == 2 for line in log)
     assert any(line.get("parent") for line in log[8:]), "children must inherit after the kill"
     searching.kill_after(args, killed, 8)
     assert 8 <= len(read_log(killed)) < 12
-    searching.cli("search", "--resume", str(killed), "--quiet")
+    assert cli_main("search", "--resume", killed, "--quiet").returncode == 0
     assert searching.log_without_time(killed) == log
     resumed = json.loads((killed / "result.json").read_text())
     assert resumed["best"] == json.loads((reference / "result.json").read_text())["best"]

@@ -108,12 +108,14 @@ def test_batch_norm_halving_resumes_exactly_and_exports_running_statistics(tmp_p
     args = ["--space", "nasbench201", "--strategy", "halving", "--population", "2",
             "--budget-evals", "12", "--steps", "16", "--final-steps", "8", "--width", "4",
             "--batch-size", "32", "--seed", "1"]
+    # The reference and the resume run in this process, the killed search in a
+    # subprocess (from the session's compilation cache).
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    searching.cli("search", *args, "--out", str(reference), "--quiet")
+    assert cli_main("search", *args, "--out", reference, "--quiet").returncode == 0
     rungs = {line["steps"] for line in searching.log_without_time(reference)}
     assert len(rungs) > 1, "survivors must be continued at a higher fidelity"
     searching.kill_after(args, killed, 6)
-    searching.cli("search", "--resume", str(killed), "--quiet")
+    assert cli_main("search", "--resume", killed, "--quiet").returncode == 0
     assert searching.log_without_time(killed) == searching.log_without_time(reference)
     predictor = jaxnas.load(reference)
     assert predictor.model_config.norm == "batch"

@@ -55,10 +55,3 @@ def cli_main(capsys):
         return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
     return run
-
-
-def pytest_collection_modifyitems(items):
-    """The documents' run (tests/test_docs.py) is the longest file: collected first, it
-    is the first file a worker takes (``--dist loadfile``), so the rest runs beside it
-    instead of after it."""
-    items.sort(key=lambda item: item.path.name != "test_docs.py")

@@ -86,14 +86,13 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
         slots = (None,) * (n - 1 - first) if template is None else template
         count, kernels = len(slots), sorted(set(slots))
         which = jnp.asarray([kernels.index(k) for k in slots])
+        programs = [lambda p, i, c, k=k: _node(layout, p, i, c, hard, branch, train, k)
+                    for k in kernels]  # one branch: switch calls it, with no conditional
 
         def step(buffer, xs):
             node_params, node_edges, node_choice, index, kind = xs
-            inp = _gather(node_edges, buffer, hard)
-            programs = [lambda p, i, c, k=k: _node(layout, p, i, c, hard, branch, train, k)
-                        for k in kernels]
-            out, stats = (programs[0](node_params, inp, node_choice) if len(programs) == 1
-                          else jax.lax.switch(kind, programs, node_params, inp, node_choice))
+            out, stats = jax.lax.switch(kind, programs, node_params,
+                                        _gather(node_edges, buffer, hard), node_choice)
             return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), stats
 
         used = jax.tree.map(lambda a: a[:count], nodes)

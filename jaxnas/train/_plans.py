@@ -141,7 +141,7 @@ def program_cost(space: Space, archs: Arch, data: Dataset | DeviceData,
 
 
 @functools.lru_cache(maxsize=16)
-def template_family(model: Model, templates: int = 8) -> _templates.Family:
+def template_family(model: Model, templates: int = TrainConfig.templates) -> _templates.Family:
     """The slot templates of ``model``'s accelerator program (at most ``templates``):
     chosen once, by a greedy cover of the executed FLOPs of 1,024 architectures that
     the space samples with key 0; the first, the full template, fits every candidate."""

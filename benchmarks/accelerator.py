@@ -22,23 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from benchmarks import machine
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = {"digits": (8, 8, 1), "mnist1d": (40, 1)}
-
-
-def _machine() -> str:
-    import jax
-
-    device = jax.devices()[0]
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax "
-            f"{jax.__version__} on {device.device_kind} ({device.platform})")
 
 
 def _write(name: str, report: dict, markdown: list[str]) -> None:
@@ -84,7 +77,7 @@ def flops() -> None:
                 rows.append(row)
                 print(row, flush=True)
     lines = ["# Accelerator program: useful / executed matmul FLOPs", "",
-             f"Machine: {_machine()} (host-side accounting: `jaxnas.train.program_cost`, "
+             f"Machine: {machine()} (host-side accounting: `jaxnas.train.program_cost`, "
              "the plan `train_population` runs). P=1024 cells drawn with key 0; "
              f"{TrainConfig().templates} templates (the default); forward matmul FLOPs of "
              "stem, nodes and classifier, padding rows included.", "",
@@ -93,7 +86,7 @@ def flops() -> None:
     lines += [f"| {r['space']} | {r['dataset']} | {r['width']} | {r['select']:.2f} | "
               f"{r['chunk_16']:.2f} | {r['trainer']:.2f} ({r['trainer_chunk']}) |"
               for r in rows]
-    _write("flops", {"machine": _machine(), "rows": rows}, lines)
+    _write("flops", {"machine": machine(), "rows": rows}, lines)
 
 
 def _memory_worker(space_name: str, shape: tuple[int, ...], chunk: int, program: str,
@@ -177,7 +170,7 @@ def memory() -> None:
     per_candidate, fixed = _memory.chunk_memory(
         _programs.model_of(space, (32, 32, 3), 10, config.model), config, "accelerator")
     lines = ["# Accelerator program: chunk memory, estimated and measured", "",
-             f"Machine: {_machine()}. Estimate: XLA's memory analysis of one compiled "
+             f"Machine: {machine()}. Estimate: XLA's memory analysis of one compiled "
              "training step and one evaluation batch in the program's own form (the padded "
              "select program; the accelerator program's full template), fixed + chunk x "
              "per candidate. Measured: the peak rise of the resident "
@@ -192,7 +185,7 @@ def memory() -> None:
     lines += ["", f"NAS-Bench-201 cells, width 16, batch 64, 32x32x3 inputs: "
               f"{per_candidate / 2**20:.0f} MiB per candidate, {fixed / 2**20:.0f} MiB fixed; "
               f"a chunk budget of 0.8 x 80 GB gives chunks of {chunk_80gb}."]
-    _write("memory", {"machine": _machine(), "rows": rows, "chunk_80gb": chunk_80gb,
+    _write("memory", {"machine": machine(), "rows": rows, "chunk_80gb": chunk_80gb,
                       "per_candidate_mib_32x32x3": per_candidate / 2**20}, lines)
 
 
@@ -210,11 +203,11 @@ def programs() -> None:
     built = _programs.train_program.cache_info().misses
     seconds = time.perf_counter() - start
     lines = ["# Accelerator program: training programs compiled in a search", "",
-             f"Machine: {_machine()}. `jaxnas.search(space='nasbench201', budget_evals=1000, "
+             f"Machine: {machine()}. `jaxnas.search(space='nasbench201', budget_evals=1000, "
              "program='accelerator', steps=2, batch_size=16, width=4, final_steps=2)`, "
              "evolution with populations of 16 (fewer when a generation repeats architectures), "
              f"and the final retraining: {built} training programs built, {seconds:.0f} s."]
-    _write("programs", {"machine": _machine(), "training_programs": built,
+    _write("programs", {"machine": machine(), "training_programs": built,
                         "seconds": seconds}, lines)
 
 

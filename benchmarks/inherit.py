@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,21 +50,6 @@ def run_one(workload: dict, seed: int, steps: int, inherit: bool) -> dict:
             "chosen_val_acc": result.best.val_acc, "test_accuracy": result.test_accuracy,
             "evaluations": len(result.history), "inherited": inherited,
             "search_seconds": result.wall_seconds, "wall_seconds": wall}
-
-
-def _machine() -> str:
-    import jax
-
-    cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip()
-                   for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    device = jax.devices()[0]
-    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {device.platform} "
-            f"({device.device_kind}), Python {platform.python_version()}")
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -152,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     command = (f"python -m benchmarks.inherit --workload {args.workload} --seeds "
                f"{' '.join(map(str, args.seeds))}")
     report = {"name": args.workload, "workload": workload, "seeds": args.seeds,
-              "machine": _machine(), "command": command, "runs": runs,
+              "machine": machine(), "command": command, "runs": runs,
               "summary": summarise(runs)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")

@@ -13,7 +13,8 @@ budget of evaluations and training steps:
 Every search retrains its best on train + validation and tests it once; the choice
 among the grid's searches uses validation loss only. It writes
 ``benchmarks/results/joint_hp_<name>.{json,md}``: test accuracy (mean and minimum over
-seeds) and wall time per method. Untimed searches of one generation compile every
+seeds) and wall time per method, rewritten after every seed; ``--resume`` keeps the
+seeds already measured and runs the rest. Untimed searches of one generation compile every
 program first, so no method pays for compiling (the learning rate is traced: all three
 train in the same programs).
 
@@ -31,6 +32,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = (3e-4, 1e-3, 3e-3, 1e-2)
@@ -64,13 +67,15 @@ def _search(settings: dict, seed: int, **extra) -> dict:
 
 
 def run_seed(settings: dict, seed: int, grid: tuple[float, ...], span: str) -> list[dict]:
-    """The three methods' rows for one seed."""
+    """The three methods' rows for one seed. The default learning rate, when it is a
+    grid point, is that grid search itself (the searches are deterministic)."""
     from jaxnas.search import SearchConfig
 
-    rows = [{"method": "default", "seed": seed,
-             **_search(settings, seed, learning_rate=SearchConfig.learning_rate)}]
     tried = [_search(settings, seed, learning_rate=lr) for lr in grid]
+    default = next((run for run in tried if run["learning_rate"] == SearchConfig.learning_rate),
+                   None) or _search(settings, seed, learning_rate=SearchConfig.learning_rate)
     chosen = min(tried, key=lambda run: run["val_loss"])
+    rows = [{"method": "default", "seed": seed, **default}]
     rows.append({"method": "grid", "seed": seed, **chosen,
                  "wall_s": round(sum(run["wall_s"] for run in tried), 2),
                  "evaluations": sum(run["evaluations"] for run in tried),
@@ -94,9 +99,12 @@ def summarise(rows: list[dict]) -> dict:
     return summary
 
 
-def markdown(name: str, settings: dict, summary: dict, rows: list[dict], span: str) -> str:
+def markdown(name: str, record: dict) -> str:
+    summary, rows = record["summary"], record["runs"]
     lines = [f"# Joint search of the learning rate: {name}", "",
-             f"Settings: {json.dumps(settings)}; grid {list(GRID)}; joint range {span}.", "",
+             f"Machine: {record['machine']}. Settings: {json.dumps(record['settings'])}; "
+             f"grid {record['grid']}; joint range {record['span']}; "
+             f"`python -m benchmarks.joint_hp --preset {record['preset']}`.", "",
              "| method | seeds | test accuracy mean | minimum | wall time per seed (s) | "
              "evaluations per seed |", "|---|---|---|---|---|---|"]
     for method, s in summary.items():
@@ -117,28 +125,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--name", help="results file stem (default: the preset)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds already in the results file and run the rest")
     args = parser.parse_args(argv)
     settings = PRESETS[args.preset]
     span = f"{GRID[0]}:{GRID[-1]}:log"
     name = args.name or args.preset
+    path = args.out / f"joint_hp_{name}.json"
+    record = {"preset": args.preset, "settings": settings, "grid": list(GRID), "span": span,
+              "seeds": args.seeds, "machine": machine(), "runs": []}
+    if args.resume and path.exists():
+        done = json.loads(path.read_text())
+        if any(done.get(key) != record[key] for key in ("preset", "settings", "grid", "span")):
+            sys.exit(f"joint_hp: {path} was measured with other settings; "
+                     "remove it or drop --resume")
+        record["runs"], record["machine"] = done["runs"], done.get("machine", record["machine"])
     # A generation of each kind of search compiles every program (the final one too;
     # the joint genome's strategy programs) before anything is timed.
     warm_up = {**settings, "budget": settings["population"]}
     _search(warm_up, 10_000, learning_rate=GRID[0])
     _search(warm_up, 10_000, hyperparameters={"learning_rate": span})
-    rows = []
-    for seed in range(args.seeds):
-        rows += run_seed(settings, seed, GRID, span)
-        print(f"seed {seed}: " + ", ".join(f"{r['method']} {r['test_accuracy']:.4f} "
-                                           f"({r['wall_s']:.0f} s)" for r in rows[-3:]),
-              file=sys.stderr, flush=True)
-    summary = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {"preset": args.preset, "settings": settings, "grid": list(GRID), "span": span,
-              "summary": summary, "runs": rows}
-    (args.out / f"joint_hp_{name}.json").write_text(json.dumps(record, indent=1) + "\n")
-    (args.out / f"joint_hp_{name}.md").write_text(markdown(name, settings, summary, rows, span))
-    print(markdown(name, settings, summary, rows, span))
+    for seed in range(args.seeds):
+        if any(r["seed"] == seed for r in record["runs"]):
+            continue
+        rows = run_seed(settings, seed, GRID, span)
+        record["runs"] += rows
+        print(f"seed {seed}: " + ", ".join(f"{r['method']} {r['test_accuracy']:.4f} "
+                                           f"({r['wall_s']:.0f} s)" for r in rows),
+              file=sys.stderr, flush=True)
+        # Written after every seed, so an interrupted measurement resumes (--resume).
+        record["summary"] = summarise(record["runs"])
+        text = markdown(name, record)
+        for suffix, content in ((".json", json.dumps(record, indent=1) + "\n"), (".md", text)):
+            temporary = path.with_suffix(suffix + ".tmp")
+            temporary.write_text(content)
+            temporary.replace(path.with_suffix(suffix))
+    record["summary"] = summarise(record["runs"])
+    print(markdown(name, record))
 
 
 if __name__ == "__main__":

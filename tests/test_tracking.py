@@ -120,6 +120,15 @@ def test_progress_is_a_point_per_generation_once_equal_to_the_log(tracked):
     assert sorted(steps) == generations
 
 
+def test_the_retrained_winners_test_figures_end_the_progress_run(tracked):
+    result = json.loads((tracked["out"] / "result.json").read_text())
+    for name in ("test_accuracy", "test_loss"):
+        [event] = tracked["multiplexer"].Tensors("search", f"result/{name}")
+        assert event.step == 2
+        assert float(tensor_util.make_ndarray(event.tensor_proto)) == pytest.approx(
+            result[name], rel=1e-6)
+
+
 def test_the_search_configuration_is_tracked(tracked):
     events = tracked["multiplexer"].Tensors(".", "config")
     text = tensor_util.make_ndarray(events[0].tensor_proto).item().decode()
@@ -132,7 +141,8 @@ def test_refusals_are_one_line_and_exit_2(tracked, cli_main, monkeypatch, tmp_pa
     other_seed = [*tracked["args"][:-3], "--seed", "8", "--track", "tensorboard",
                   tracked["logdir"], "--out", tmp_path / "other"]
     for args, message in [
-        (("--track", "wandb", tmp_path / "tb"), "--track takes tensorboard and a directory"),
+        (("--track", "wandb", tmp_path / "tb"),
+         "--track takes tensorboard or mlflow and a directory"),
         (other_seed, "tracks another search (its search.json differs)"),
     ]:
         result = cli_main("search", *args)

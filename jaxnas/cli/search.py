@@ -12,8 +12,7 @@ from pathlib import Path
 from jaxnas import spaces, strategies
 from jaxnas.cli.serve import start_server, url_of
 from jaxnas.cli.usage import UsageError, positive_int
-from jaxnas.search import SearchConfig, SearchError, SettingError, flag_name, flag_of
-from jaxnas.search.tracking import KINDS as TRACKERS
+from jaxnas.search import SearchConfig, SearchError, SettingError, flag_name, flag_of, tracking
 
 
 def add_parser(commands) -> None:
@@ -47,10 +46,11 @@ def add_parser(commands) -> None:
                      "else ~/.cache/jaxnas/xla); 'off' turns it off")
     run.add_argument("--track", nargs=2, metavar=("KIND", "DIR"),
                      help="log every evaluated candidate (architecture summary and metrics, "
-                     "in the HParams format) and the progress for an experiment tracker: "
-                     f"KIND is {' or '.join(TRACKERS)}, DIR its log directory (new, or the "
-                     "one this run tracked before: --resume appends); needs "
-                     "pip install 'jaxnas[track]'")
+                     "and the progress for an experiment tracker: KIND is tensorboard (DIR "
+                     "its log directory, in the HParams format: new, or the one this run "
+                     "tracked before; pip install 'jaxnas[track]') or mlflow (DIR an MLflow "
+                     "store that searches share; pip install 'jaxnas[mlflow]'); --resume "
+                     "with the same DIR appends")
     run.set_defaults(run=_search)
 
 
@@ -94,8 +94,8 @@ def _search(args: argparse.Namespace) -> None:
     server = None
     if args.port is not None and not args.serve:
         raise UsageError("--port is the port of --serve; give --serve too")
-    if args.track is not None and args.track[0] not in TRACKERS:
-        raise UsageError(f"--track takes {' or '.join(TRACKERS)} and a directory; got "
+    if args.track is not None and args.track[0] not in tracking.KINDS:
+        raise UsageError(f"--track takes {' or '.join(tracking.KINDS)} and a directory; got "
                          f"{args.track[0]!r}")
     if args.serve:
         if args.out is None and args.resume is None:

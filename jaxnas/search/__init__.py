@@ -8,8 +8,8 @@ directory: file names, lock, log, checkpoint, outputs), ``checkpoint`` (snapshot
 by field path, format versions), ``logfile`` (the log's lines), ``outputs`` (what
 a finished search leaves), ``hyper`` (the training numbers a joint search declares),
 ``one_shot`` (DARTS as a strategy), ``plots``, ``predictor`` (a trained model read
-back) and ``tracking`` (the records for TensorBoard's HParams dashboard,
-``search(track=...)``). ``jaxnas.search`` on the top-level
+back) and ``tracking`` (the records for TensorBoard's HParams dashboard or an MLflow
+store, ``search(track=...)``). ``jaxnas.search`` on the top-level
 package is the ``search`` function; import the other names from here
 (``from jaxnas.search import read_log``).
 """

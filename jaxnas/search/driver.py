@@ -34,8 +34,7 @@ from jaxnas.search.initial import read_initial
 from jaxnas.search.outputs import best_files, result_summary
 from jaxnas.search.run import Run, arch_keys
 from jaxnas.search.rundir import RunDir, already_exists
-from jaxnas.search.tracking import KINDS as TRACKERS
-from jaxnas.search.tracking import TensorBoardTracker
+from jaxnas.search.tracking import MLflowTracker, TensorBoardTracker, open_tracker
 from jaxnas.train import TrainConfig, evaluate, train_population
 
 Factory = Callable[..., strategies_lib.Strategy]
@@ -75,8 +74,9 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
         starts: files, NAS-Bench-201 strings, architecture JSON objects, ``Arch``
         objects or NAS-Bench-101 ``(matrix, ops)`` pairs (``jaxnas.search.initial``).
       track: ``("tensorboard", DIR)`` logs every evaluated candidate and the progress
-        into the TensorBoard log directory DIR (``jaxnas.search.tracking``); needs the
-        ``track`` extra. None tracks nothing. Resuming with the same DIR appends.
+        into the TensorBoard log directory DIR, ``("mlflow", DIR)`` into an MLflow store
+        in DIR (``jaxnas.search.tracking``); they need the ``track`` and ``mlflow``
+        extras. None tracks nothing. Resuming with the same DIR appends.
       **options: other ``SearchConfig`` fields (population, steps, ...); a
         ``batch_size`` larger than the training split is refused;
         ``hyperparameters={"learning_rate": "1e-4:3e-2:log"}`` is a joint search
@@ -107,7 +107,8 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
     if not resume:
         config = dataclasses.replace(config, initial=read_initial(
             initial, space_object or spaces_lib.get(config.space)))
-    tracker = _open_tracker(track, config, space_object or spaces_lib.get(config.space))
+    tracker = None if track is None else open_tracker(
+        *track, config, (space_object or spaces_lib.get(config.space)).op_names)
     loaded = _load_data(dataset, config.seed)
     if not resume:
         _check_batch_size(config, loaded)
@@ -129,16 +130,6 @@ def search(space: str | spaces_lib.Space = SearchConfig.space,
             rundir.close()
         if tracker is not None:
             tracker.close()
-
-
-def _open_tracker(track: tuple[str, str | os.PathLike] | None, config: SearchConfig,
-                  space: spaces_lib.Space) -> TensorBoardTracker | None:
-    if track is None:
-        return None
-    kind, directory = track
-    if kind not in TRACKERS:
-        raise SearchError(f"cannot track with {kind!r}; choose one of {', '.join(TRACKERS)}")
-    return TensorBoardTracker(directory, config, space.op_names)
 
 
 def _enable_cache(compile_cache: str | os.PathLike | bool | None) -> None:
@@ -230,7 +221,7 @@ def _load_data(dataset: str | tuple | data_lib.Dataset, seed: int) -> data_lib.D
 
 def _drive(run: Run, rundir: RunDir | None, resume: bool,
            progress: Callable[[dict], None] | None,
-           tracker: TensorBoardTracker | None) -> SearchResult:
+           tracker: TensorBoardTracker | MLflowTracker | None) -> SearchResult:
     """The loop of ``search``: generations until the budget is spent, then the result."""
     interrupted = []
     previous = signal.getsignal(signal.SIGINT)
@@ -268,7 +259,10 @@ def _drive(run: Run, rundir: RunDir | None, resume: bool,
             signal.signal(signal.SIGINT, previous)
     if not run.history:
         raise SearchError("the budget allowed no evaluation")
-    return _finish(run, rundir)
+    result = _finish(run, rundir)
+    if tracker is not None:
+        tracker.finish(result)
+    return result
 
 
 def _in_main_thread() -> bool:

@@ -1,4 +1,4 @@
-"""Experiment tracking: a search's candidates and progress in TensorBoard's format.
+"""Experiment tracking: a search's candidates and progress for TensorBoard or MLflow.
 
 ``jaxnas search --track tensorboard DIR`` (``search(track=("tensorboard", DIR))``)
 writes, from the evaluation records alone:
@@ -15,7 +15,9 @@ writes, from the evaluation records alone:
   record that the search would retrain), ``progress/evaluations`` and
   ``progress/evals_per_s`` (the generation's evaluations over its training seconds);
 - ``DIR/search.json`` and a text summary ``config`` in the run ``.``: the search's
-  configuration.
+  configuration;
+- once the search ends, ``result/test_accuracy`` and ``result/test_loss`` in
+  ``DIR/search/`` (the retrained winner's, at its last generation).
 
 Every file is derived from the records, so tracking changes no result, and a
 resumed search (or a later ``--track`` of the same run) writes exactly what is
@@ -26,11 +28,24 @@ TensorBoard's protocol buffers and summary functions need no TensorFlow:
 ``summary_v2.hparams_pb``, ``scalar_pb`` and ``text_pb`` of its hparams, scalar and
 text plugins build the summaries, and ``RecordWriter`` frames them into event
 files. The ``track`` extra installs ``tensorboard``.
+
+``--track mlflow DIR`` writes the same into an MLflow store, ``sqlite:///DIR/mlflow.db``
+(MLflow's local store; its plain-file store is in maintenance mode and refused by
+MLflow 3 unless asked for), that many searches can share: in the experiment
+``jaxnas/SPACE``, one run per search (tagged ``jaxnas.search``, a hash of its
+configuration: ``--resume`` finds it), its configuration as params and as the
+artifact ``search.json``, its progress as metrics ``progress/NAME`` at step =
+generation and, once it ends, ``test_accuracy`` and ``test_loss``; under it one nested
+run per candidate (named as in TensorBoard), the architecture summary as params and
+the metrics at its training step. A candidate run is finished only once everything is
+logged; a resumed search deletes the unfinished ones (a killed process's) and writes
+what is missing. The ``mlflow`` extra installs ``mlflow-skinny`` and SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -39,10 +54,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from jaxnas.search.config import Record, SearchConfig, SearchError, best_record
+from jaxnas.search.config import (
+    Record,
+    SearchConfig,
+    SearchError,
+    SearchResult,
+    best_record,
+)
 from jaxnas.search.files import atomic_write
 
-KINDS = ("tensorboard",)
+KINDS = ("tensorboard", "mlflow")
 _NOT_OPS = ("input", "output", "pad")
 _PROGRESS = ("best_val_loss", "best_val_acc", "evaluations", "evals_per_s")
 
@@ -52,14 +73,17 @@ def candidate_run(index: int, record: Record) -> str:
     return f"candidates/{index + 1:05d}-{record.hash[:8]}"
 
 
-def arch_summary(record: Record, op_names: tuple[str, ...]) -> dict[str, int]:
+def arch_summary(record: Record, op_names: tuple[str, ...]) -> dict[str, float]:
     """The HParams of one candidate: ``ops/NAME`` (its nodes of each op of the space),
-    ``nodes`` (op nodes), ``edges``, ``params``, ``flops``, ``steps``, ``generation``."""
+    ``nodes`` (op nodes), ``edges``, ``params``, ``flops``, ``steps``, ``generation``;
+    in a joint search also ``hp/NAME``, the training numbers it was trained with."""
     counts = Counter(op for op in record.arch["nodes"] if op not in _NOT_OPS)
     summary = {f"ops/{name}": counts.get(name, 0) for name in op_names}
     summary.update(nodes=sum(counts.values()), edges=len(record.arch["edges"]),
                    params=record.params, flops=record.flops, steps=record.steps,
                    generation=record.generation)
+    summary.update({f"hp/{name}": value
+                    for name, value in sorted((record.hyperparameters or {}).items())})
     return summary
 
 
@@ -145,6 +169,15 @@ class TensorBoardTracker:
             self._candidates_done = index + 1
         self._write_progress(history)
 
+    def finish(self, result: SearchResult) -> None:
+        """Adds the retrained winner's test figures to the progress run."""
+        self.update(result.history)
+        step = max(record.generation for record in result.history)
+        self._progress_file.write(self._events(
+            [(step, self._scalar(f"result/{name}", value))
+             for name, value in _result_metrics(result).items()], version=False))
+        self._progress_file.flush()
+
     def close(self) -> None:
         if self._progress_file is not None:
             self._progress_file.close()
@@ -171,13 +204,13 @@ class TensorBoardTracker:
         run = self.path / "search"
         if self._progress_done is None:
             self._progress_done = _generations_on_disk(run)
-        missing = sorted({record.generation for record in history} - self._progress_done)
-        if not missing:
-            return
         if self._progress_file is None:
             run.mkdir(parents=True, exist_ok=True)
             self._progress_file = open(run / _event_file_name(), "ab")  # noqa: SIM115
             self._progress_file.write(self._events([]))
+        missing = sorted({record.generation for record in history} - self._progress_done)
+        if not missing:
+            return
         summaries = []
         for generation in missing:
             point = progress_point(history, generation, self.config.objective)
@@ -201,6 +234,161 @@ class TensorBoardTracker:
             writer.write(self._event(wall_time=now, step=step, summary=summary)
                          .SerializeToString())
         return buffer.getvalue()
+
+
+class MLflowTracker:
+    """Writes a search's records into an MLflow store in a directory (module docstring).
+
+    Args:
+      directory: the store's directory: new, empty, or one that holds an MLflow store.
+      config: the search's settings.
+      op_names: the space's op names.
+
+    Raises:
+      SearchError: MLflow is not installed, or ``directory`` holds something else.
+    """
+
+    def __init__(self, directory: str | os.PathLike, config: SearchConfig,
+                 op_names: tuple[str, ...]):
+        try:
+            import sqlalchemy  # noqa: F401  (MLflow's SQL store needs it)
+            from mlflow import MlflowClient
+            from mlflow.entities import Metric, Param
+        except ImportError:
+            raise SearchError("--track mlflow needs MLflow: pip install 'jaxnas[mlflow]'"
+                              ) from None
+        self._metric, self._param = Metric, Param
+        self.path = Path(directory).resolve()
+        if self.path.exists() and not self.path.is_dir():
+            raise SearchError(f"cannot track into {self.path}: it is not a directory")
+        if (self.path.is_dir() and any(self.path.iterdir())
+                and not (self.path / _MLFLOW_STORE).is_file()):
+            raise SearchError(f"{self.path} is not empty and holds no MLflow store "
+                              f"({_MLFLOW_STORE}); choose a new --track directory")
+        self._client_class = MlflowClient
+        self.config = config
+        self.op_names = tuple(op_names)
+        self._config = _config_json(config)
+        self._identity = hashlib.sha256(json.dumps(self._config, sort_keys=True)
+                                        .encode()).hexdigest()[:16]
+        self._client = None
+        self._run_id = self._experiment_id = None
+        self._lines_done: set[int] = set()
+        self._generations_done: set[int] = set()
+        self._candidates_done = 0
+
+    def update(self, history: list[Record]) -> None:
+        """Writes whatever of ``history`` (the whole evaluation log) is not in the store."""
+        if self._run_id is None:
+            self._open()
+        for index in range(self._candidates_done, len(history)):
+            if index + 1 not in self._lines_done:
+                self._write_candidate(index, history[index])
+            self._candidates_done = index + 1
+        missing = sorted({record.generation for record in history} - self._generations_done)
+        for generation in missing:
+            point = progress_point(history, generation, self.config.objective)
+            self._client.log_batch(self._run_id, metrics=[
+                self._metric(f"progress/{name}", float(point[name]), _now_ms(), generation)
+                for name in _PROGRESS])
+            self._generations_done.add(generation)
+
+    def finish(self, result: SearchResult) -> None:
+        """Logs the retrained winner's test figures and ends the search's run."""
+        self.update(result.history)
+        step = max(record.generation for record in result.history)
+        self._client.log_batch(self._run_id, metrics=[
+            self._metric(name, float(value), _now_ms(), step)
+            for name, value in _result_metrics(result).items()])
+        self._client.set_terminated(self._run_id, "FINISHED")
+
+    def close(self) -> None:
+        """Ends the search's run as KILLED if it did not finish (``--resume`` reopens it)."""
+        if self._run_id is not None and self._client.get_run(
+                self._run_id).info.status == "RUNNING":
+            self._client.set_terminated(self._run_id, "KILLED")
+
+    def _open(self) -> None:
+        """Finds or makes the experiment and the search's run, and reads what is logged."""
+        import logging
+
+        for name in ("mlflow", "alembic"):  # the store's set-up chatter
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._client = client = self._client_class(
+            tracking_uri=f"sqlite:///{self.path / _MLFLOW_STORE}")
+        name = f"jaxnas/{self.config.space}"
+        experiment = client.get_experiment_by_name(name)
+        self._experiment_id = (experiment.experiment_id if experiment is not None else
+                               client.create_experiment(name, artifact_location=(
+                                   self.path / "artifacts" / name).as_uri()))
+        found = self._runs(f"tags.`jaxnas.search` = '{self._identity}'")
+        if found:
+            self._run_id = found[0].info.run_id
+            client.update_run(self._run_id, status="RUNNING")
+        else:
+            self._run_id = client.create_run(
+                self._experiment_id, run_name=f"search {self._identity[:8]}",
+                tags={"jaxnas.search": self._identity}).info.run_id
+        # Logging an equal param again is allowed: a run killed while this was being
+        # written gets it whole.
+        params = {key: value if isinstance(value, str | int | float | bool) or value is None
+                  else json.dumps(value, sort_keys=True) for key, value in self._config.items()}
+        self._log_params(self._run_id, params)
+        client.log_dict(self._run_id, self._config, "search.json")
+        for run in self._runs(f"tags.`mlflow.parentRunId` = '{self._run_id}'"):
+            if run.info.status == "FINISHED":
+                self._lines_done.add(int(run.data.tags["jaxnas.line"]))
+            else:  # a candidate whose process was killed while it was being logged
+                client.delete_run(run.info.run_id)
+        self._generations_done = {metric.step for metric in client.get_metric_history(
+            self._run_id, f"progress/{_PROGRESS[-1]}")}
+
+    def _runs(self, query: str) -> list:
+        runs, token = [], None
+        while True:
+            page = self._client.search_runs([self._experiment_id], query, max_results=1000,
+                                            page_token=token)
+            runs += page
+            token = page.token
+            if not token:
+                return runs
+
+    def _write_candidate(self, index: int, record: Record) -> None:
+        run = self._client.create_run(
+            self._experiment_id, run_name=candidate_run(index, record),
+            tags={"mlflow.parentRunId": self._run_id, "jaxnas.line": str(index + 1),
+                  "jaxnas.hash": record.hash}).info.run_id
+        self._log_params(run, arch_summary(record, self.op_names))
+        self._client.log_batch(run, metrics=[
+            self._metric(tag, float(value), _now_ms(), record.steps)
+            for tag, value in candidate_metrics(record).items()])
+        self._client.set_terminated(run, "FINISHED")
+
+    def _log_params(self, run: str, params: dict) -> None:
+        items = [self._param(key, str(value)) for key, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's limit per batch
+            self._client.log_batch(run, params=items[start:start + 100])
+
+
+_MLFLOW_STORE = "mlflow.db"
+
+
+def open_tracker(kind: str, directory: str | os.PathLike, config: SearchConfig,
+                 op_names: tuple[str, ...]) -> TensorBoardTracker | MLflowTracker:
+    """The tracker of ``kind`` (one of ``KINDS``) writing into ``directory``."""
+    if kind not in KINDS:
+        raise SearchError(f"cannot track with {kind!r}; choose one of {', '.join(KINDS)}")
+    tracker = TensorBoardTracker if kind == "tensorboard" else MLflowTracker
+    return tracker(directory, config, op_names)
+
+
+def _result_metrics(result: SearchResult) -> dict[str, float]:
+    return {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _has_events(run: Path) -> bool:

@@ -100,8 +100,8 @@ def _memory_worker(space_name: str, shape: tuple[int, ...], chunk: int, program:
 
     from jaxnas import compile_cache, spaces
     from jaxnas.data import Dataset
-    from jaxnas.nn import ModelConfig
-    from jaxnas.train import TrainConfig, _memory, _programs, put_data, train_population
+    from jaxnas.nn import ModelConfig, make_model
+    from jaxnas.train import TrainConfig, chunk_memory, put_data, train_population
 
     compile_cache.enable(cache)
     space = spaces.get(space_name)
@@ -112,8 +112,8 @@ def _memory_worker(space_name: str, shape: tuple[int, ...], chunk: int, program:
     y = rng.integers(0, 10, 512).astype(np.int32)
     data = put_data(Dataset(name="random", x_train=x, y_train=y, x_val=x[:64], y_val=y[:64],
                             x_test=x[:64], y_test=y[:64], num_classes=10, input_shape=shape))
-    per_candidate, fixed = _memory.chunk_memory(
-        _programs.model_of(space, shape, 10, config.model), config, program)
+    per_candidate, fixed = chunk_memory(make_model(space, shape, 10, config.model), config,
+                                        program)
     # One chunk per device: a population of one chunk (the chunk size is given, so the
     # accelerator program keeps it; its templates' extra chunks stay empty and run nothing).
     archs = space.sample(jax.random.key(1), chunk)
@@ -145,8 +145,8 @@ def memory() -> None:
     import jax
 
     from jaxnas import spaces
-    from jaxnas.nn import ModelConfig
-    from jaxnas.train import TrainConfig, _memory, _programs
+    from jaxnas.nn import ModelConfig, make_model
+    from jaxnas.train import TrainConfig, chunk_memory, chunk_size_for
 
     rows = []
     for space_name, shape, chunk in (("nasbench201", (8, 8, 1), 32),
@@ -165,10 +165,10 @@ def memory() -> None:
     space = spaces.get("nasbench201")
     config = TrainConfig(batch_size=64, model=ModelConfig(width=16), program="accelerator",
                          memory_budget_mb=int(0.8 * 80e9 / 2**20))
-    chunk_80gb = _memory.chunk_size_for(space, config, (32, 32, 3), 10, "accelerator",
-                                      jax.devices()[0])
-    per_candidate, fixed = _memory.chunk_memory(
-        _programs.model_of(space, (32, 32, 3), 10, config.model), config, "accelerator")
+    chunk_80gb = chunk_size_for(space, config, (32, 32, 3), 10, "accelerator",
+                                jax.devices()[0])
+    per_candidate, fixed = chunk_memory(make_model(space, (32, 32, 3), 10, config.model),
+                                        config, "accelerator")
     lines = ["# Accelerator program: chunk memory, estimated and measured", "",
              f"Machine: {machine()}. Estimate: XLA's memory analysis of one compiled "
              "training step and one evaluation batch in the program's own form (the padded "
@@ -193,14 +193,14 @@ def programs() -> None:
     import tempfile
 
     import jaxnas
-    from jaxnas.train import _programs
+    from jaxnas.train import training_programs_built
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         jaxnas.search(space="nasbench201", data="digits", budget=1000, steps=2,
                       batch_size=16, width=4, final_steps=2, program="accelerator",
                       out=str(Path(out) / "run"), compile_cache=False)
-    built = _programs.train_program.cache_info().misses
+    built = training_programs_built()
     seconds = time.perf_counter() - start
     lines = ["# Accelerator program: training programs compiled in a search", "",
              f"Machine: {machine()}. `jaxnas.search(space='nasbench201', budget_evals=1000, "

@@ -175,13 +175,20 @@ def _worker_jaxnas(spec: dict) -> dict:
     from jaxnas import spaces
     from jaxnas.arch import Arch
     from jaxnas.data import load
-    from jaxnas.train import TrainConfig, _programs, make_train, program_cost, put_data
+    from jaxnas.train import (
+        TrainConfig,
+        make_train,
+        program_cost,
+        put_data,
+        training_programs_built,
+    )
 
     space = spaces.get(spec["space"])
     config = TrainConfig(steps=spec["steps"], batch_size=spec["batch_size"], optimizer="adam",
                          learning_rate=spec["lr"], model=_model_config(spec),
-                         program=spec["program"], templates=spec["templates"],
-                         chunk_size=spec["chunk"])
+                         program=spec["program"], chunk_size=spec["chunk"],
+                         **({} if spec["templates"] is None else
+                            {"templates": spec["templates"]}))
     train = make_train(space, config)
     data = put_data(load(spec["dataset"]))
     adj, ops = _load_archs(spec)
@@ -212,7 +219,7 @@ def _worker_jaxnas(spec: dict) -> dict:
         "program": cost.program, "chunk": cost.layout.chunk, "padded_size": cost.layout.size,
         # Summed over every program row (padding rows included), forward, per example.
         "executed_forward_total": float(cost.executed.sum()),
-        "training_programs_built": _programs.train_program.cache_info().misses,
+        "training_programs_built": training_programs_built(),
     }
 
 
@@ -791,8 +798,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         choices=("auto", "cpu", "accelerator", "select"),
                         help="jaxnas TrainConfig.program (default: the trainer's own choice, "
                         "as jaxnas search runs)")
-    parser.add_argument("--templates", type=int, default=6,
-                        help="TrainConfig.templates of the accelerator program")
+    parser.add_argument("--templates", type=int, default=None,
+                        help="TrainConfig.templates of the accelerator program (default: "
+                        "the trainer's own)")
     parser.add_argument("--chunk", type=int, default=None,
                         help="TrainConfig.chunk_size (default: the trainer's own choice)")
     parser.add_argument("--seed", type=int, default=0)

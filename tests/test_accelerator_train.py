@@ -13,9 +13,9 @@ from jaxnas import data
 from jaxnas.nn import ModelConfig, make_model
 from jaxnas.train import (
     TrainConfig,
-    _memory,
     _plans,
-    _programs,
+    chunk_memory,
+    chunk_size_for,
     program_cost,
     put_data,
     train_population,
@@ -71,13 +71,13 @@ def test_chunks_are_sized_from_memory():
     config = TrainConfig(batch_size=64, model=ModelConfig(width=16), program="accelerator",
                          memory_budget_mb=int(0.8 * 80e9 / 2**20))
     device = jax.devices()[0]
-    chunk = _memory.chunk_size_for(space, config, (32, 32, 3), 10, "accelerator", device)
+    chunk = chunk_size_for(space, config, (32, 32, 3), 10, "accelerator", device)
     assert chunk >= 256
     tight = dataclasses.replace(config, memory_budget_mb=8)
     with pytest.raises(MemoryError, match=r"one candidate needs about \d+ MiB"):
-        _memory.chunk_size_for(space, tight, (32, 32, 3), 10, "accelerator", device)
-    model = _programs.model_of(space, (32, 32, 3), 10, config.model)
-    per_candidate, fixed = _memory.chunk_memory(model, config, "accelerator")
+        chunk_size_for(space, tight, (32, 32, 3), 10, "accelerator", device)
+    model = make_model(space, (32, 32, 3), 10, config.model)
+    per_candidate, fixed = chunk_memory(model, config, "accelerator")
     assert chunk == (config.memory_budget_mb * 2**20 - fixed) // per_candidate
 
 

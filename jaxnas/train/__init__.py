@@ -11,9 +11,10 @@ from jaxnas.train._config import OPTIMIZERS, PROGRAMS, SCHEDULES, Hyperparams, T
 from jaxnas.train._distributed import initialize_distributed
 from jaxnas.train._evaluate import evaluate, make_evaluate
 from jaxnas.train._layout import PopulationLayout, population_layout
-from jaxnas.train._memory import memory_budget
+from jaxnas.train._memory import chunk_memory, chunk_size_for, memory_budget
 from jaxnas.train._placement import DeviceData, put_data
 from jaxnas.train._plans import ProgramCost, program_cost, template_family
+from jaxnas.train._programs import training_programs_built
 from jaxnas.train._state import TrainState, pad_rows, stack_candidates, take_candidates
 from jaxnas.train._steps import batch_indices
 from jaxnas.train._templates import Family, Plan, plan
@@ -21,8 +22,9 @@ from jaxnas.train._trainer import TrainResult, init_state, make_train, train_pop
 
 __all__ = [
     "OPTIMIZERS", "PROGRAMS", "SCHEDULES", "DeviceData", "Family", "Hyperparams", "Plan",
-    "PopulationLayout", "ProgramCost", "TrainConfig", "TrainResult", "TrainState", "batch_indices",
-    "evaluate", "init_state", "initialize_distributed", "make_evaluate", "make_train",
-    "memory_budget", "pad_rows", "program_cost", "plan", "population_layout", "put_data",
-    "stack_candidates", "take_candidates", "template_family", "train_population",
+    "PopulationLayout", "ProgramCost", "TrainConfig", "TrainResult", "TrainState",
+    "batch_indices", "chunk_memory", "chunk_size_for", "evaluate", "init_state",
+    "initialize_distributed", "make_evaluate", "make_train", "memory_budget", "pad_rows",
+    "program_cost", "plan", "population_layout", "put_data", "stack_candidates",
+    "take_candidates", "template_family", "train_population", "training_programs_built"
 ]

@@ -182,6 +182,12 @@ def _chunk_trainer(model: Model, config: TrainConfig, program: Program):
     return train_chunk
 
 
+def training_programs_built() -> int:
+    """How many training programs this process has built (distinct static settings of
+    ``train_program``: each is one compilation, or one read of the compilation cache)."""
+    return train_program.cache_info().misses
+
+
 @functools.lru_cache(maxsize=64)
 def train_program(space: Space, config: TrainConfig, input_shape: tuple[int, ...],
                   num_classes: int, devices: tuple[jax.Device, ...], layout: PopulationLayout,

@@ -39,7 +39,8 @@ generation and, once it ends, ``test_accuracy`` and ``test_loss``; under it one 
 run per candidate (named as in TensorBoard), the architecture summary as params and
 the metrics at its training step. A candidate run is finished only once everything is
 logged; a resumed search deletes the unfinished ones (a killed process's) and writes
-what is missing. The ``mlflow`` extra installs ``mlflow-skinny`` and SQLAlchemy.
+what is missing. The ``mlflow`` extra installs ``mlflow-skinny``, SQLAlchemy and
+Alembic.
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ class MLflowTracker:
     def __init__(self, directory: str | os.PathLike, config: SearchConfig,
                  op_names: tuple[str, ...]):
         try:
-            import sqlalchemy  # noqa: F401  (MLflow's SQL store needs it)
+            import alembic  # noqa: F401  (MLflow's SQL store needs both)
+            import sqlalchemy  # noqa: F401
             from mlflow import MlflowClient
             from mlflow.entities import Metric, Param
         except ImportError:

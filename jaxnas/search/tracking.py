@@ -108,7 +108,43 @@ def progress_point(history: list[Record], generation: int,
             "evaluations": float(len(seen)), "evals_per_s": len(now) / max(seconds, 1e-4)}
 
 
-class TensorBoardTracker:
+class _Tracker:
+    """What both trackers share: writing whatever of the records is not written yet.
+
+    A tracker sets ``config`` and implements ``_open`` (ready the store once; fill
+    ``_generations_written`` with the progress points already there),
+    ``_has_candidate``, ``_write_candidate``, ``_write_points`` ({generation: point})
+    and ``_write_result`` (step, {name: value}).
+    """
+
+    config: SearchConfig
+    _candidates_done = 0  # the log's first lines whose candidates are written
+    _generations_written: set[int] | None = None  # None: not opened yet
+
+    def update(self, history: list[Record]) -> None:
+        """Writes whatever of ``history`` (the whole evaluation log) is not written yet."""
+        if self._generations_written is None:
+            self._open()
+        for index in range(self._candidates_done, len(history)):
+            if not self._has_candidate(index, history[index]):
+                self._write_candidate(index, history[index])
+            self._candidates_done = index + 1
+        missing = sorted({record.generation for record in history} - self._generations_written)
+        if missing:
+            self._write_points({generation: progress_point(history, generation,
+                                                           self.config.objective)
+                                for generation in missing})
+            self._generations_written.update(missing)
+
+    def finish(self, result: SearchResult) -> None:
+        """Adds the retrained winner's test figures (at the last generation)."""
+        self.update(result.history)
+        self._write_result(max(record.generation for record in result.history),
+                           {"test_accuracy": result.test_accuracy,
+                            "test_loss": result.test_loss})
+
+
+class TensorBoardTracker(_Tracker):
     """Writes a search's records into a TensorBoard log directory (module docstring).
 
     Args:
@@ -140,8 +176,6 @@ class TensorBoardTracker:
         self._config_text = json.dumps(_config_json(config), indent=1, sort_keys=True)
         self._check_directory()
         self._progress_file = None
-        self._progress_done: set[int] | None = None
-        self._candidates_done = 0  # the log's first lines whose runs are on disk
 
     def _check_directory(self) -> None:
         marker = self.path / "search.json"
@@ -159,25 +193,31 @@ class TensorBoardTracker:
             raise SearchError(f"{self.path} is not empty and tracks no jaxnas search; "
                               "choose a new --track directory")
 
-    def update(self, history: list[Record]) -> None:
-        """Writes whatever of ``history`` (the whole evaluation log) is not on disk yet."""
+    def _open(self) -> None:
         if not (self.path / "search.json").exists():
             self._write_config()
-        for index in range(self._candidates_done, len(history)):
-            run = self.path / candidate_run(index, history[index])
-            if not _has_events(run):
-                self._write_candidate(run, index, history[index])
-            self._candidates_done = index + 1
-        self._write_progress(history)
+        run = self.path / "search"
+        self._generations_written = _generations_on_disk(run)
+        run.mkdir(parents=True, exist_ok=True)
+        self._progress_file = open(run / _event_file_name(), "ab")  # noqa: SIM115
+        self._progress_file.write(self._events([]))
 
-    def finish(self, result: SearchResult) -> None:
-        """Adds the retrained winner's test figures to the progress run."""
-        self.update(result.history)
-        step = max(record.generation for record in result.history)
-        self._progress_file.write(self._events(
-            [(step, self._scalar(f"result/{name}", value))
-             for name, value in _result_metrics(result).items()], version=False))
+    def _has_candidate(self, index: int, record: Record) -> bool:
+        return _has_events(self.path / candidate_run(index, record))
+
+    def _write_points(self, points: dict[int, dict[str, float]]) -> None:
+        """The progress points, a scalar per name at step = generation."""
+        self._append([(generation, self._scalar(f"progress/{name}", point[name]))
+                      for generation, point in points.items() for name in _PROGRESS])
+
+    def _write_result(self, step: int, metrics: dict[str, float]) -> None:
+        self._append([(step, self._scalar(f"result/{name}", value))
+                      for name, value in metrics.items()])
+
+    def _append(self, summaries: list) -> None:
+        self._progress_file.write(self._events(summaries, version=False))
         self._progress_file.flush()
+        os.fsync(self._progress_file.fileno())
 
     def close(self) -> None:
         if self._progress_file is not None:
@@ -190,7 +230,8 @@ class TensorBoardTracker:
         atomic_write(self.path / _event_file_name(), self._events([(0, text)]))
         atomic_write(self.path / "search.json", self._config_text.encode())
 
-    def _write_candidate(self, run: Path, index: int, record: Record) -> None:
+    def _write_candidate(self, index: int, record: Record) -> None:
+        run = self.path / candidate_run(index, record)
         run.mkdir(parents=True, exist_ok=True)
         for stale in run.glob(".*.tmp"):  # left by a process killed while writing here
             stale.unlink()
@@ -199,28 +240,6 @@ class TensorBoardTracker:
         summaries += [(record.steps, self._scalar(tag, value))
                       for tag, value in candidate_metrics(record).items()]
         atomic_write(run / _event_file_name(), self._events(summaries))
-
-    def _write_progress(self, history: list[Record]) -> None:
-        """A point per generation that evaluated something, unless it is on disk."""
-        run = self.path / "search"
-        if self._progress_done is None:
-            self._progress_done = _generations_on_disk(run)
-        if self._progress_file is None:
-            run.mkdir(parents=True, exist_ok=True)
-            self._progress_file = open(run / _event_file_name(), "ab")  # noqa: SIM115
-            self._progress_file.write(self._events([]))
-        missing = sorted({record.generation for record in history} - self._progress_done)
-        if not missing:
-            return
-        summaries = []
-        for generation in missing:
-            point = progress_point(history, generation, self.config.objective)
-            summaries += [(generation, self._scalar(f"progress/{name}", point[name]))
-                          for name in _PROGRESS]
-        self._progress_file.write(self._events(summaries, version=False))
-        self._progress_file.flush()
-        os.fsync(self._progress_file.fileno())
-        self._progress_done.update(missing)
 
     def _events(self, summaries: list, *, version: bool = True) -> bytes:
         """Event records (TFRecord framing) of ``(step, Summary)`` pairs, after the file
@@ -237,7 +256,7 @@ class TensorBoardTracker:
         return buffer.getvalue()
 
 
-class MLflowTracker:
+class MLflowTracker(_Tracker):
     """Writes a search's records into an MLflow store in a directory (module docstring).
 
     Args:
@@ -276,32 +295,20 @@ class MLflowTracker:
         self._client = None
         self._run_id = self._experiment_id = None
         self._lines_done: set[int] = set()
-        self._generations_done: set[int] = set()
-        self._candidates_done = 0
 
-    def update(self, history: list[Record]) -> None:
-        """Writes whatever of ``history`` (the whole evaluation log) is not in the store."""
-        if self._run_id is None:
-            self._open()
-        for index in range(self._candidates_done, len(history)):
-            if index + 1 not in self._lines_done:
-                self._write_candidate(index, history[index])
-            self._candidates_done = index + 1
-        missing = sorted({record.generation for record in history} - self._generations_done)
-        for generation in missing:
-            point = progress_point(history, generation, self.config.objective)
+    def _has_candidate(self, index: int, record: Record) -> bool:
+        return index + 1 in self._lines_done
+
+    def _write_points(self, points: dict[int, dict[str, float]]) -> None:
+        for generation, point in points.items():
             self._client.log_batch(self._run_id, metrics=[
                 self._metric(f"progress/{name}", float(point[name]), _now_ms(), generation)
                 for name in _PROGRESS])
-            self._generations_done.add(generation)
 
-    def finish(self, result: SearchResult) -> None:
-        """Logs the retrained winner's test figures and ends the search's run."""
-        self.update(result.history)
-        step = max(record.generation for record in result.history)
+    def _write_result(self, step: int, metrics: dict[str, float]) -> None:
+        """Logs the test figures and ends the search's run."""
         self._client.log_batch(self._run_id, metrics=[
-            self._metric(name, float(value), _now_ms(), step)
-            for name, value in _result_metrics(result).items()])
+            self._metric(name, float(value), _now_ms(), step) for name, value in metrics.items()])
         self._client.set_terminated(self._run_id, "FINISHED")
 
     def close(self) -> None:
@@ -343,7 +350,7 @@ class MLflowTracker:
                 self._lines_done.add(int(run.data.tags["jaxnas.line"]))
             else:  # a candidate whose process was killed while it was being logged
                 client.delete_run(run.info.run_id)
-        self._generations_done = {metric.step for metric in client.get_metric_history(
+        self._generations_written = {metric.step for metric in client.get_metric_history(
             self._run_id, f"progress/{_PROGRESS[-1]}")}
 
     def _runs(self, query: str) -> list:
@@ -383,10 +390,6 @@ def open_tracker(kind: str, directory: str | os.PathLike, config: SearchConfig,
         raise SearchError(f"cannot track with {kind!r}; choose one of {', '.join(KINDS)}")
     tracker = TensorBoardTracker if kind == "tensorboard" else MLflowTracker
     return tracker(directory, config, op_names)
-
-
-def _result_metrics(result: SearchResult) -> dict[str, float]:
-    return {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss}
 
 
 def _now_ms() -> int:

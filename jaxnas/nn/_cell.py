@@ -35,24 +35,49 @@ def _normalise(params: Params, z: jax.Array, train: bool) -> tuple[jax.Array, di
     return out, {"mean": mean, "var": var}
 
 
+def _term(weight: jax.Array, state: jax.Array, hard: bool) -> jax.Array:
+    """weight * state; hard edges select rather than multiply, so that a non-finite value
+    on a node that is not a predecessor cannot leak into this node (or its gradient) as
+    0 * inf."""
+    if not hard:
+        return weight * state
+    if weight.dtype == jnp.bool_:
+        return jnp.where(weight, state, 0.0)
+    return jnp.where(weight != 0, weight * state, 0.0)
+
+
 def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -> jax.Array:
     """sum_j edges[j] * states[j] over stacked states (M, ...) or a list of M states;
     edges (M,) bool (hard), float multiplicities (hard, compacted) or float (soft)."""
-    # Hard edges select rather than multiply: a non-finite value on a node that is not
-    # a predecessor cannot leak into this node (or its gradient) as 0 * inf.
-    def term(weight, state):
-        if not hard:
-            return weight * state
-        if weight.dtype == jnp.bool_:
-            return jnp.where(weight, state, 0.0)
-        return jnp.where(weight != 0, weight * state, 0.0)
-
     if isinstance(states, list):
-        total = None
-        for j, state in enumerate(states):
-            total = term(edges[j], state) if total is None else total + term(edges[j], state)
-        return total
-    return term(edges.reshape(edges.shape + (1,) * (states.ndim - 1)), states).sum(0)
+        return sum(_term(edges[j], state, hard) for j, state in enumerate(states))
+    if hard:
+        return _select_sum(edges, states)
+    return _term(edges.reshape(edges.shape + (1,) * (states.ndim - 1)), states, False).sum(0)
+
+
+@jax.custom_vjp
+def _select_sum(edges: jax.Array, states: jax.Array) -> jax.Array:
+    """The hard sum over stacked node values (M, ...), whose backward pass keeps only
+    ``edges``: autodiff of the select saved a mask of all M values in every step of the
+    node scan (docs/scaling.md measures both). Hard edges are the architecture, not
+    weights: their cotangent is zero."""
+    weight = edges.reshape(edges.shape + (1,) * (states.ndim - 1))
+    return _term(weight, states, True).sum(0)
+
+
+def _select_sum_fwd(edges: jax.Array, states: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return _select_sum(edges, states), edges
+
+
+def _select_sum_bwd(edges: jax.Array, grad: jax.Array) -> tuple[jax.Array, jax.Array]:
+    weight = edges.reshape(edges.shape + (1,) * grad.ndim)
+    no_edges = (np.zeros(edges.shape, jax.dtypes.float0) if edges.dtype == jnp.bool_
+                else jnp.zeros_like(edges))
+    return no_edges, _term(weight, grad[None], True)
+
+
+_select_sum.defvjp(_select_sum_fwd, _select_sum_bwd)
 
 
 def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice: jax.Array,
@@ -89,20 +114,27 @@ def _cell(layout: Layout, cell: Params, h0: jax.Array, edges: jax.Array, choice:
         programs = [lambda p, i, c, k=k: _node(layout, p, i, c, hard, branch, train, k)
                     for k in kernels]  # one branch: switch calls it, with no conditional
 
-        def step(buffer, xs):
-            node_params, node_edges, node_choice, index, kind = xs
-            out, stats = jax.lax.switch(kind, programs, node_params,
-                                        _gather(node_edges, buffer, hard), node_choice)
-            return jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0), stats
+        # Each step gathers the next slot's input (the last, the cell output's), so that
+        # in the backward pass the gather's buffer-wide cotangent is taken from the loop
+        # carry: within one step, XLA fused it with the node's input cotangent and
+        # recomputed that once per buffer row.
+        def step(carry, xs):
+            buffer, inp = carry
+            node_params, next_edges, node_choice, index, kind = xs
+            out, stats = jax.lax.switch(kind, programs, node_params, inp, node_choice)
+            buffer = jax.lax.dynamic_update_index_in_dim(buffer, out, index, 0)
+            return (buffer, _gather(next_edges, buffer, hard)), stats
 
         used = jax.tree.map(lambda a: a[:count], nodes)
-        xs = (used, edges[:, first:first + count].T, choice[first:first + count],
-              jnp.arange(first, first + count), which)
-        buffer, stats = jax.lax.scan(step, buffer, xs)
+        reads = jnp.concatenate([edges[:, first + 1:first + count], edges[:, n - 1:]], 1).T
+        xs = (used, reads, choice[first:first + count], jnp.arange(first, first + count),
+              which)
+        start = _gather(edges[first - 1:first, first], states[-1:], hard)  # the only value yet
+        (buffer, output), stats = jax.lax.scan(step, (buffer, start), xs)
         if count < n - 1 - first:  # empty slots keep their statistics (dropped by the caller)
             rest = stats_of(jax.tree.map(lambda a: a[count:], nodes))
             stats = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), stats, rest)
-        return _gather(edges[:, n - 1], buffer, hard), list(buffer[:n - 1]), stats
+        return output, list(buffer[:n - 1]), stats
     node_stats = []
     for i in range(first, n - 1):
         node_params = jax.tree_util.tree_map(lambda a, m=i - first: a[m], nodes)

@@ -58,12 +58,13 @@ def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -
 
 @jax.custom_vjp
 def _select_sum(edges: jax.Array, states: jax.Array) -> jax.Array:
-    """The hard sum over stacked node values (M, ...), whose backward pass keeps only
-    ``edges``: autodiff of the select saved a mask of all M values in every step of the
-    node scan (docs/scaling.md measures both). Hard edges are the architecture, not
-    weights: their cotangent is zero."""
-    weight = edges.reshape(edges.shape + (1,) * (states.ndim - 1))
-    return _term(weight, states, True).sum(0)
+    """The hard sum over stacked node values (M, ...), row by row: one fused pass
+    that writes one node value (the node scan takes it as a loop carry, so XLA does not
+    fuse it into its consumers, which would read all M rows once each). Its backward
+    pass keeps only ``edges``: autodiff of the select saved a mask of all M values in
+    every step of the node scan (docs/scaling.md measures both). Hard edges are the
+    architecture, not weights: their cotangent is zero."""
+    return sum(_term(edges[j], states[j], True) for j in range(states.shape[0]))
 
 
 def _select_sum_fwd(edges: jax.Array, states: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -50,7 +50,8 @@ def _gather(edges: jax.Array, states: jax.Array | list[jax.Array], hard: bool) -
     """sum_j edges[j] * states[j] over stacked states (M, ...) or a list of M states;
     edges (M,) bool (hard), float multiplicities (hard, compacted) or float (soft)."""
     if isinstance(states, list):
-        return sum(_term(edges[j], state, hard) for j, state in enumerate(states))
+        terms = [_term(edges[j], state, hard) for j, state in enumerate(states)]
+        return sum(terms[1:], start=terms[0])
     if hard:
         return _select_sum(edges, states)
     return _term(edges.reshape(edges.shape + (1,) * (states.ndim - 1)), states, False).sum(0)
@@ -64,7 +65,8 @@ def _select_sum(edges: jax.Array, states: jax.Array) -> jax.Array:
     pass keeps only ``edges``: autodiff of the select saved a mask of all M values in
     every step of the node scan (docs/scaling.md measures both). Hard edges are the
     architecture, not weights: their cotangent is zero."""
-    return sum(_term(edges[j], states[j], True) for j in range(states.shape[0]))
+    terms = [_term(edges[j], states[j], True) for j in range(states.shape[0])]
+    return sum(terms[1:], start=terms[0])
 
 
 def _select_sum_fwd(edges: jax.Array, states: jax.Array) -> tuple[jax.Array, jax.Array]:

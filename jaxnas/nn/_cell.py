@@ -65,8 +65,7 @@ def _select_sum(edges: jax.Array, states: jax.Array) -> jax.Array:
     pass keeps only ``edges``: autodiff of the select saved a mask of all M values in
     every step of the node scan (docs/scaling.md measures both). Hard edges are the
     architecture, not weights: their cotangent is zero."""
-    terms = [_term(edges[j], states[j], True) for j in range(states.shape[0])]
-    return sum(terms[1:], start=terms[0])
+    return _gather(edges, list(states), True)
 
 
 def _select_sum_fwd(edges: jax.Array, states: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -32,11 +32,12 @@ import numpy as np
 from jaxnas.nn import Layout
 
 _MAX_POOL = 4096  # candidate templates enumerated when choosing a family
-# A chunk's training step does work besides its convolutions, whatever its template:
-# the node buffer, norms, activations, the optimiser. On the 2-core CPU (NAS-Bench-201
-# cells, width 16, 16 a chunk) a 3-tap template's step took 0.41 of the full template's
-# (54 taps): as if every chunk ran 0.6 of the full template's taps more.
-_CHUNK_FIXED_SHARE = 0.6
+# A chunk's training step does work besides its convolutions, in every slot whatever its
+# class: the node buffer, norms, activations, pools. Profiled in the trainer's program
+# (NAS-Bench-201 cells, width 16, chunks of 16, two CPU devices), a chunk's step took
+# 7.1 ms per tap plus 17 ms per slot (from 86 ms for (0, 0, 1, 0, 0) to 487 ms for the
+# full template; docs/scaling.md): a slot's fixed part is worth 2.4 taps.
+_SLOT_FIXED_TAPS = 2.4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,10 +163,10 @@ class Family:
         return np.array([sum(slot_cost(self.layout, k) for k in t) for t in self.templates])
 
     def chunk_work(self, templates: np.ndarray) -> np.ndarray:
-        """The work of chunks of ``templates`` that the plan balances over the devices:
-        each template's taps, plus a chunk's fixed part (the full template's taps times
-        ``_CHUNK_FIXED_SHARE``)."""
-        return self.costs[templates] + _CHUNK_FIXED_SHARE * self.costs[0]
+        """The work of chunks of ``templates`` that the plan balances over the devices, in
+        taps: each template's taps plus a fixed part per slot (``_SLOT_FIXED_TAPS``)."""
+        slots = np.array([len(t) for t in self.templates])
+        return self.costs[templates] + _SLOT_FIXED_TAPS * slots[templates]
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 (one family per layout, kept for good)
     def fits(self, signature: Signature) -> np.ndarray:

@@ -13,7 +13,11 @@ each runs in its own process:
   ``functional_call`` under ``torch.func.vmap`` over a padded twin of the dense cell;
 * ``jaxnas``: ``make_train`` on every local device (``--xla_force_host_platform_device_count``
   set to the core count on CPU); the first call (compile + run) and a second call on
-  another population of the same size are timed apart.
+  another population of the same size are timed apart;
+* ``select`` and ``reference`` (jaxnas against its own earlier programs): the padded
+  select program of today's jaxnas on the same chunks, and the select program as the
+  accelerator issue measured it, ``REFERENCE_COMMIT``'s own jaxnas extracted from the
+  repository's history.
 
 The seed-style contenders train one candidate at a time, so their rate does not depend
 on P: they train the first ``--seed-max`` candidates and report candidates/s from those.
@@ -38,7 +42,12 @@ import tempfile
 import time
 from pathlib import Path
 
-CONTENDERS = ("jaxnas", "select", "seed", "multiproc", "vmap")
+CONTENDERS = ("jaxnas", "select", "reference", "seed", "multiproc", "vmap")
+# The code the accelerator issue measured its select program on (TrainConfig(chunk_size=16,
+# buckets=3) on 64 NAS-Bench-201 cells: 0.98 cand/s): the ``reference`` contender runs
+# that commit's own jaxnas side by side with today's.
+REFERENCE_COMMIT = "c0d987f"
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POPULATIONS = (1, 8, 32, 128, 512, 2048)
 # The work each set of targets is for, and the targets at P=128.
 TARGETS = (
@@ -168,10 +177,35 @@ def _load_archs(spec: dict, warmup: bool = False):
     return archs[prefix + "adj"], archs[prefix + "ops"]
 
 
-def _worker_jaxnas(spec: dict) -> dict:
+def _timed_calls(spec: dict, train, data, warmup, archs) -> dict:
+    """Times ``train`` on ``warmup`` (compile and run) and then on ``archs`` (steady), the
+    measured call on the shared minibatch order; the timings and what it trained."""
     import jax
     import numpy as np
 
+    _barrier()
+    start = time.perf_counter()
+    train(jax.random.key(spec["seed"] + 1), warmup, data)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    result = train(jax.random.key(spec["seed"]), archs, data, batch_key=_batch_key(spec))
+    steady = time.perf_counter() - start
+    devices = jax.devices()
+    memory = None
+    stats = devices[0].memory_stats() if devices[0].platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        memory = stats["peak_bytes_in_use"] / 2**20
+    return {
+        "seconds": steady, "first_call_s": first, "compile_s": max(first - steady, 0.0),
+        "candidates": int(archs.ops.shape[0]), "devices": len(devices),
+        "device_kind": devices[0].device_kind,
+        "mean_val_acc": float(np.mean(result.val_acc)),
+        "val_acc": np.asarray(result.val_acc).tolist(),
+        "device_peak_mib": memory,
+    }
+
+
+def _worker_jaxnas(spec: dict) -> dict:
     from jaxnas import spaces
     from jaxnas.arch import Arch
     from jaxnas.data import load
@@ -196,31 +230,40 @@ def _worker_jaxnas(spec: dict) -> dict:
     # shows that a new population compiles nothing.
     warmup_adj, warmup_ops = _load_archs(spec, warmup=True)
     cost = program_cost(space, Arch(adj=adj, ops=ops), data, config)
-    _barrier()
-    start = time.perf_counter()
-    train(jax.random.key(spec["seed"] + 1), Arch(adj=warmup_adj, ops=warmup_ops), data)
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    result = train(jax.random.key(spec["seed"]), Arch(adj=adj, ops=ops), data,
-                   batch_key=_batch_key(spec))
-    steady = time.perf_counter() - start
-    devices = jax.devices()
-    memory = None
-    stats = devices[0].memory_stats() if devices[0].platform != "cpu" else None
-    if stats and "peak_bytes_in_use" in stats:
-        memory = stats["peak_bytes_in_use"] / 2**20
+    timed = _timed_calls(spec, train, data, Arch(adj=warmup_adj, ops=warmup_ops),
+                         Arch(adj=adj, ops=ops))
     return {
-        "seconds": steady, "first_call_s": first, "compile_s": max(first - steady, 0.0),
-        "candidates": int(ops.shape[0]), "devices": len(devices),
-        "device_kind": devices[0].device_kind,
-        "mean_val_acc": float(np.mean(result.val_acc)),
-        "val_acc": np.asarray(result.val_acc).tolist(),
-        "device_peak_mib": memory,
-        "program": cost.program, "chunk": cost.layout.chunk, "padded_size": cost.layout.size,
+        **timed, "program": cost.program, "chunk": cost.layout.chunk,
+        "padded_size": cost.layout.size,
         # Summed over every program row (padding rows included), forward, per example.
         "executed_forward_total": float(cost.executed.sum()),
         "training_programs_built": training_programs_built(),
     }
+
+
+def _worker_reference(spec: dict) -> dict:
+    """The select program as the accelerator issue measured it: ``REFERENCE_COMMIT``'s
+    jaxnas (first on ``sys.path``: the worker runs in its extracted tree), vmapped chunks
+    of ``spec["chunk"]`` with 3 buckets, on the same cells, devices and minibatches."""
+    import jaxnas
+    from jaxnas import spaces
+    from jaxnas.arch import Arch
+    from jaxnas.data import load
+    from jaxnas.train import TrainConfig, make_train, put_data
+
+    tree = Path(spec["reference_tree"]).resolve()
+    if tree not in Path(jaxnas.__file__).resolve().parents:
+        raise RuntimeError(f"the reference worker imported {jaxnas.__file__}, not {tree}")
+    config = TrainConfig(steps=spec["steps"], batch_size=spec["batch_size"], optimizer="adam",
+                         learning_rate=spec["lr"], model=_model_config(spec),
+                         chunk_size=spec["chunk"], buckets=3)
+    train = make_train(spaces.get(spec["space"]), config)
+    adj, ops = _load_archs(spec)
+    # Buckets split a population by its cells' compute nodes, so another population may
+    # need other bucket sizes: the first call trains the measured one (as that commit's
+    # benchmark did), so compile_s covers every bucket's program.
+    archs = Arch(adj=adj, ops=ops)
+    return _timed_calls(spec, train, put_data(load(spec["dataset"])), archs, archs)
 
 
 def _worker_seed(spec: dict) -> dict:
@@ -395,8 +438,8 @@ def _worker_vmap(spec: dict) -> dict:
             "device_peak_mib": memory}
 
 
-WORKERS = {"prepare": _worker_prepare, "jaxnas": _worker_jaxnas, "seed": _worker_seed,
-           "vmap": _worker_vmap}
+WORKERS = {"prepare": _worker_prepare, "jaxnas": _worker_jaxnas,
+           "reference": _worker_reference, "seed": _worker_seed, "vmap": _worker_vmap}
 
 
 def _run_worker(kind: str, spec_path: str, result_path: str) -> None:
@@ -409,7 +452,9 @@ def _run_worker(kind: str, spec_path: str, result_path: str) -> None:
 # The harness: spawns workers, never imports jax or torch itself.
 
 
-def _spawn(kind: str, spec: dict, env: dict[str, str], tag: str) -> tuple[subprocess.Popen, Path]:
+def _spawn(kind: str, spec: dict, env: dict[str, str], tag: str,
+           cwd: Path = ROOT) -> tuple[subprocess.Popen, Path]:
+    """One worker; ``cwd`` comes first on its ``sys.path`` (``python -m``)."""
     workdir = Path(spec["workdir"])
     spec_path = workdir / f"spec_{tag}.json"
     result_path = workdir / f"result_{tag}.json"
@@ -417,15 +462,14 @@ def _spawn(kind: str, spec: dict, env: dict[str, str], tag: str) -> tuple[subpro
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.throughput", "--worker", kind,
          "--spec", str(spec_path), "--result", str(result_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-        cwd=Path(__file__).resolve().parent.parent)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
     return process, result_path
 
 
 def _run_together(kind: str, specs: list[dict], env: dict[str, str],
-                  tag: str) -> tuple[list[dict], float]:
+                  tag: str, cwd: Path = ROOT) -> tuple[list[dict], float]:
     """Starts one worker per spec, releases them together; (results, 1-min load at go)."""
-    started = [_spawn(kind, spec, env, f"{tag}_{i}") for i, spec in enumerate(specs)]
+    started = [_spawn(kind, spec, env, f"{tag}_{i}", cwd) for i, spec in enumerate(specs)]
     for process, _ in started:
         for line in process.stdout:
             if line.strip() == "READY":
@@ -448,10 +492,24 @@ def _run_together(kind: str, specs: list[dict], env: dict[str, str],
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra or {})
     return env
+
+
+def _reference_tree(workdir: Path) -> Path:
+    """``REFERENCE_COMMIT``'s ``jaxnas`` package, extracted from this repository's history
+    into ``workdir`` (one clear line when the clone lacks that commit)."""
+    tree = workdir / "reference"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", REFERENCE_COMMIT, "jaxnas"],
+                             capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"the reference contender needs commit {REFERENCE_COMMIT} in the "
+                         "repository's history (a full clone, or git fetch --unshallow): "
+                         + archive.stderr.decode().strip())
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
 
 
 def _prepare(args, workdir: Path) -> dict:
@@ -527,6 +585,15 @@ def _measure(args, population: int, prepared: dict, workdir: Path) -> dict:
                    select_chunk=result["chunk"], select_mean_val_acc=result["mean_val_acc"])
         row["select_useful_fraction"] = row["useful_gflop_per_candidate"] / (
             per_candidate * result["executed_forward_total"] / population / 1e9)
+    if "reference" in args.contenders:
+        tree = workdir / "reference"
+        (result,), row["reference_load"] = _run_together(
+            "reference", [dict(base, reference_tree=str(tree), chunk=args.chunk or 16)],
+            _env(extra), f"reference_{population}", cwd=tree)
+        row.update(reference_cand_per_s=population / result["seconds"],
+                   reference_steady_s=result["seconds"],
+                   reference_compile_s=result["compile_s"],
+                   reference_mean_val_acc=result["mean_val_acc"])
     if "seed" in args.contenders:
         spec = dict(base, subset=subset, threads=args.seed_threads, part=[0, 1])
         (result,), row["torch_seed_load"] = _run_together(
@@ -575,8 +642,9 @@ def _measure(args, population: int, prepared: dict, workdir: Path) -> dict:
                        torch_vmap_peak_rss_mib=result["peak_rss_mib"],
                        torch_vmap_device_peak_mib=result["device_peak_mib"])
     jax_rate = row.get("jaxnas_cand_per_s")
-    row["ratio_vs_select"] = (jax_rate / row["select_cand_per_s"]
-                              if jax_rate and row.get("select_cand_per_s") else None)
+    for name in ("select", "reference"):
+        other = row.get(f"{name}_cand_per_s")
+        row[f"ratio_vs_{name}"] = jax_rate / other if jax_rate and other else None
     for name in ("seed", "multiproc", "vmap"):
         other = row.get(f"torch_{name}_cand_per_s")
         row[f"ratio_vs_{name}"] = jax_rate / other if jax_rate and other else None
@@ -715,6 +783,16 @@ def _markdown(report: dict) -> str:
                        f"{_fmt(r.get('ratio_vs_select'), 2)}x"
                        for r in report["results"] if r.get("select_cand_per_s")) + "."
            if any(r.get("select_cand_per_s") for r in report["results"]) else ""),
+        *([f"- reference: the select program as the accelerator issue measured it, commit "
+           f"{REFERENCE_COMMIT}'s own jaxnas (`TrainConfig(chunk_size="
+           f"{config['chunk'] or 16}, buckets=3)`), in its own process on the same "
+           "candidates, devices and minibatches: "
+           + ", ".join(f"P={r['population']}: {_fmt(r.get('reference_cand_per_s'), 2)} "
+                       f"cand/s, mean val acc {_fmt(r.get('reference_mean_val_acc'), 3)} "
+                       f"(jaxnas {_fmt(r.get('jaxnas_mean_val_acc'), 3)}), jaxnas "
+                       f"{_fmt(r.get('ratio_vs_reference'), 2)}x"
+                       for r in report["results"] if r.get("reference_cand_per_s")) + "."]
+          if any(r.get("reference_cand_per_s") for r in report["results"]) else []),
         "- Mean validation accuracy per contender is in the JSON (a check that every "
         "contender really trains).",
     ]
@@ -806,8 +884,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="a small smoke run: P 4 and 8, 20 steps, seed subset 4")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help="comma-separated subset of " + ",".join(CONTENDERS))
+    parser.add_argument("--contenders",
+                        default=",".join(c for c in CONTENDERS if c != "reference"),
+                        help="comma-separated subset of " + ",".join(CONTENDERS)
+                        + " (default: all but reference, which needs the repository's "
+                        f"history: commit {REFERENCE_COMMIT})")
     parser.add_argument("--jaxnas-only-above", type=int, default=None,
                         help="populations above this run jaxnas alone (too slow otherwise)")
     parser.add_argument("--seed-max", type=int, default=None,
@@ -860,6 +941,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="jaxnas_throughput_") as workdir:
         prepared = _prepare(args, Path(workdir))
+        if "reference" in args.contenders:
+            _reference_tree(Path(workdir))
         for population in args.population:
             contenders = args.contenders
             if args.jaxnas_only_above is not None and population > args.jaxnas_only_above:

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxnas.nn import Layout
+from jaxnas.train._packing import deal, pack
 
 _MAX_POOL = 4096  # candidate templates enumerated when choosing a family
 # A chunk's training step does work besides its convolutions, in every slot whatever its
@@ -280,20 +281,6 @@ def _chunks(family: Family, fits: np.ndarray, chunk: int,
     return chunks
 
 
-def _deal(costs: np.ndarray, devices: int, num_chunks: int) -> list[int]:
-    """The program slot of each chunk: the most expensive first, each to the device with
-    the least work so far that has a slot free (devices wait for the slowest at the end
-    of a program, so their totals should be even)."""
-    load, taken = np.zeros(devices), np.zeros(devices, np.int64)
-    slots = [0] * len(costs)
-    for k in np.argsort(-np.asarray(costs), kind="stable"):
-        device = int(np.argmin(np.where(taken < num_chunks, load, np.inf)))
-        slots[k] = device * num_chunks + int(taken[device])
-        load[device] += costs[k]
-        taken[device] += 1
-    return slots
-
-
 def plan(family: Family, archs: tuple[np.ndarray, np.ndarray, np.ndarray],
          devices: int, num_chunks: int, chunk: int) -> Plan:
     """Packs compacted candidates (host ``Compact`` arrays adj (P, K, K), ops (P, K),
@@ -305,10 +292,10 @@ def plan(family: Family, archs: tuple[np.ndarray, np.ndarray, np.ndarray],
     signature = signatures(layout, adj, ops)
     fits = np.stack([family.fits(s) for s in signature])
     total = devices * num_chunks
-    chunks = _chunks(family, fits, chunk, total)
+    work = family.chunk_work(np.arange(len(family.templates)))
+    chunks = pack(fits, work, _chunks(family, fits, chunk, total), chunk, devices, num_chunks)
     idle = len(family.templates)
-    work = family.chunk_work(np.asarray([template for _, template in chunks], np.int64))
-    slot_of = _deal(work, devices, num_chunks)
+    slot_of = deal(work[[template for _, template in chunks]], devices, num_chunks)
     order = np.zeros(total * chunk, np.int64)
     own_row = np.zeros(len(adj), np.int64)
     chunk_templates = np.full(total, idle, np.int32)

@@ -69,8 +69,6 @@ class _Fits:
         chunk it fits: for every set S of the templates in use, the candidates that fit
         no template in use outside S number at most S's rows (Hall's condition)."""
         used = np.flatnonzero(counts)
-        if len(used) > _MAX_SEARCHED_TEMPLATES:
-            raise ValueError("too many templates in use to check")
         # Each candidate's mask over the templates in use, as bits 0..len(used)-1.
         own = np.zeros(len(self.masks), np.int64)
         for bit, template in enumerate(used):
@@ -105,9 +103,12 @@ def _search(counts: np.ndarray, work: np.ndarray, fits: _Fits, chunk: int, devic
             for move in moves:
                 trial = counts.copy()
                 for a, b in move:
-                    trial[a] -= a >= 0
-                    trial[b] += b >= 0
-                if (trial < 0).any() or not 0 < trial.sum() <= devices * num_chunks:
+                    if a >= 0:
+                        trial[a] -= 1
+                    if b >= 0:
+                        trial[b] += 1
+                if ((trial < 0).any() or not 0 < trial.sum() <= devices * num_chunks
+                        or (trial > 0).sum() > _MAX_SEARCHED_TEMPLATES):
                     continue
                 # No device does less than its share, nor less than the largest chunk.
                 if max(trial @ work / devices, work[trial > 0].max()) > best[0]:

@@ -285,8 +285,10 @@ def plan(family: Family, archs: tuple[np.ndarray, np.ndarray, np.ndarray],
          devices: int, num_chunks: int, chunk: int) -> Plan:
     """Packs compacted candidates (host ``Compact`` arrays adj (P, K, K), ops (P, K),
     node (P, K), compute nodes in consecutive slots) into ``devices * num_chunks``
-    chunks of ``chunk`` and places each in its chunk's template. Chunks are dealt to the
-    devices so that their work (``Family.chunk_work``) is as even as the chunks allow."""
+    chunks of ``chunk`` and places each in its chunk's template. The chunks' templates are
+    chosen (``jaxnas.train._packing.pack``, from the greedy ``_chunks``) and dealt to
+    the devices so that the slowest device's work (``Family.chunk_work``) is as small as
+    the search finds."""
     adj, ops, node = archs
     layout = family.layout
     signature = signatures(layout, adj, ops)

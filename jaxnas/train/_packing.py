@@ -55,14 +55,17 @@ def _subset_sums(values: np.ndarray, bits: int) -> np.ndarray:
     return total
 
 
+def _masks(fits: np.ndarray) -> np.ndarray:
+    """(P,) int64 each candidate's fitting templates as a bit mask (at most 62)."""
+    return (fits.astype(np.int64) << np.arange(fits.shape[1], dtype=np.int64)).sum(1)
+
+
 class _Fits:
     """How many candidates fit each set of templates exactly: ``masks`` (distinct bit
     masks over the templates) and their ``counts``."""
 
     def __init__(self, fits: np.ndarray):
-        weights = 1 << np.arange(fits.shape[1], dtype=np.int64)
-        masks = (fits.astype(np.int64) * weights).sum(1)
-        self.masks, self.counts = np.unique(masks, return_counts=True)
+        self.masks, self.counts = np.unique(_masks(fits), return_counts=True)
 
     def fillable(self, counts: np.ndarray, chunk: int) -> bool:
         """Whether ``chunk`` rows per chunk of ``counts`` hold every candidate, each in a
@@ -133,8 +136,7 @@ def _assign(fits: np.ndarray, counts: np.ndarray, chunk: int) -> list[tuple[np.n
     room = {t: chunk * int(counts[t]) for t in used}
     # held[t][mask]: the candidates in template t that fit the templates of ``mask``.
     held: dict[int, dict[int, list[int]]] = {t: collections.defaultdict(list) for t in used}
-    masks = (fits.astype(np.int64) << np.arange(fits.shape[1])).sum(1)
-    for candidate, mask in enumerate(masks.tolist()):
+    for candidate, mask in enumerate(_masks(fits).tolist()):
         # Breadth-first search for a template with room, moving candidates on the way.
         parent = {t: None for t in used if mask >> t & 1}
         queue = collections.deque(parent)
@@ -170,7 +172,7 @@ def pack(fits: np.ndarray, work: np.ndarray, start: list[tuple[np.ndarray, int]]
     least-loaded slowest device that a local search finds; ``start`` when none is better
     or when too many templates are in use to search."""
     counts = np.bincount([t for _, t in start], minlength=len(work))
-    if (counts > 0).sum() > _MAX_SEARCHED_TEMPLATES:
+    if len(work) > 62 or (counts > 0).sum() > _MAX_SEARCHED_TEMPLATES:  # masks are int64
         return start
     better = _search(counts, np.asarray(work, np.float64), _Fits(fits), chunk, devices,
                      num_chunks)

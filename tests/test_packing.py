@@ -7,7 +7,8 @@ import itertools
 import jax
 import numpy as np
 
-from jaxnas.train._packing import _assign, _Fits, deal, pack
+from jaxnas.train import _packing
+from jaxnas.train._packing import _assign, _Fits, pack
 
 
 def _matching_fills(fits: np.ndarray, counts: np.ndarray, chunk: int) -> bool:
@@ -29,11 +30,9 @@ def _matching_fills(fits: np.ndarray, counts: np.ndarray, chunk: int) -> bool:
 
 
 def _slowest(chunks, work, devices, num_chunks):
-    costs = np.asarray([work[t] for _, t in chunks])
-    load = np.zeros(devices)
-    for k, slot in enumerate(deal(costs, devices, num_chunks)):
-        load[slot // num_chunks] += costs[k]
-    return load.max()
+    """The slowest device's work when ``chunks`` ((members, template)) are dealt."""
+    counts = np.bincount([t for _, t in chunks], minlength=len(work))
+    return _packing._slowest(counts, np.asarray(work, np.float64), devices, num_chunks)
 
 
 def _check_chunks(chunks, fits, chunk, limit=None):

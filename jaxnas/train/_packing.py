@@ -99,10 +99,10 @@ def _search(counts: np.ndarray, work: np.ndarray, fits: _Fits, chunk: int, devic
     def score(c):
         return _slowest(c, work, devices, num_chunks), float(c @ work)
 
-    best = score(counts)
+    best, stages = score(counts), _moves(len(work))
     while True:
         found = None
-        for moves in _moves(len(work)):
+        for moves in stages:
             for move in moves:
                 trial = counts.copy()
                 for a, b in move:
